@@ -1,0 +1,176 @@
+"""Read-only connections to a gateway database, SQLite file or PostgreSQL server.
+
+`open_database` checks once that the URL works and the gateway's tables are there, and
+turns every way that can fail into a one-line `UsageError`. The connection can never
+write: SQLite files are opened with `mode=ro` and `query_only`; PostgreSQL sessions start
+with `default_transaction_read_only=on` and the time zone pinned to UTC.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+from urllib.request import pathname2url
+
+from sqlalchemy import DateTime, String, create_engine, event, inspect, literal
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.sql.elements import ColumnElement
+
+from usage_lib.errors import UsageError
+from usage_lib.schema import OPTIONAL_REQUEST_COLUMNS, REQUIRED_COLUMNS
+
+PG_SESSION_OPTIONS = "-c default_transaction_read_only=on -c timezone=UTC"
+
+
+@dataclass
+class StatementCounter:
+    """Counts the SQL statements sent, so tests and benchmarks can hold us to 3 a refresh."""
+
+    count: int = 0
+    log: list[str] = field(default_factory=list)
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.count += 1
+        self.log.append(statement)
+
+
+@dataclass
+class Database:
+    """An open, checked, read-only gateway database."""
+
+    engine: Engine
+    url: str
+    has_user_id: bool
+    statements: StatementCounter
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """One connection for one refresh; on PostgreSQL one snapshot for all its statements."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            yield conn
+
+    def timestamp_bound(self, moment: datetime) -> ColumnElement:
+        """A bound value comparing correctly with `management_request.timestamp`.
+
+        SQLite keeps naive-UTC text, `YYYY-MM-DD HH:MM:SS.ffffff` or, when the
+        microsecond is 0, `YYYY-MM-DD HH:MM:SS`. Text order equals time order for both
+        forms if the bound itself uses the short form exactly when its microsecond is 0:
+        a shorter string sorts before any longer one it prefixes.
+        """
+        utc = moment.astimezone(timezone.utc)
+        if self.dialect == "sqlite":
+            text = utc.strftime("%Y-%m-%d %H:%M:%S")
+            if utc.microsecond:
+                text += f".{utc.microsecond:06d}"
+            return literal(text, String())
+        return literal(utc, DateTime(timezone=True))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        raise UsageError("SQLite URL must name a database file, e.g. sqlite:///path/to/db.sqlite3")
+    path = Path(database).expanduser()
+    if not path.is_file():
+        raise UsageError(f"database file not found: {path}")
+    uri = f"file:{pathname2url(str(path.resolve()))}?mode=ro"
+
+    def creator() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        connection.execute("PRAGMA query_only = ON")
+        return connection
+
+    return create_engine("sqlite://", creator=creator)
+
+
+def _postgres_engine(url: URL) -> Engine:
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={"options": PG_SESSION_OPTIONS, "connect_timeout": 10},
+    )
+
+
+def _describe_connect_error(exc: DBAPIError, url: URL) -> str:
+    message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    lowered = message.lower()
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    if "password authentication failed" in lowered or "authentication failed" in lowered:
+        return f"wrong credentials for PostgreSQL at {where} (user {url.username!r})"
+    if "does not exist" in lowered and "database" in lowered:
+        return f"no database {url.database!r} on PostgreSQL at {where}"
+    if any(s in lowered for s in ("connection refused", "could not connect", "timeout", "translate host", "resolve", "no route")):
+        return f"cannot reach PostgreSQL at {where}: {message}"
+    if "file is not a database" in lowered:
+        return f"not an SQLite database: {url.database}"
+    return f"cannot open database: {message}"
+
+
+def _check_schema(engine: Engine) -> bool:
+    """Fail with the missing tables/columns named; return whether `user_id` is logged."""
+    inspector = inspect(engine)
+    present = set(inspector.get_table_names())
+    missing = [name for name in REQUIRED_COLUMNS if name not in present]
+    if missing:
+        raise UsageError(
+            "not an Aqueduct gateway database: missing table(s) " + ", ".join(missing)
+        )
+    has_user_id = True
+    for table, wanted in REQUIRED_COLUMNS.items():
+        columns = {column["name"] for column in inspector.get_columns(table)}
+        absent = [name for name in wanted if name not in columns]
+        if absent:
+            raise UsageError(f"table {table} lacks column(s) " + ", ".join(absent))
+        if table == "management_request":
+            has_user_id = all(name in columns for name in OPTIONAL_REQUEST_COLUMNS)
+    return has_user_id
+
+
+def open_database(url: str) -> Database:
+    """Open a gateway database read-only and check its tables, or raise `UsageError`."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError(f"not a database URL: {url!r} (expected sqlite:///FILE or postgresql://...)") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = _sqlite_engine(parsed)
+    elif backend == "postgresql":
+        try:
+            engine = _postgres_engine(parsed)
+        except NoSuchModuleError:
+            raise UsageError(f"unsupported PostgreSQL driver in {parsed.drivername!r}; use postgresql+psycopg") from None
+    else:
+        raise UsageError(f"unsupported database {backend!r}: use sqlite:///FILE or postgresql://...")
+    try:
+        has_user_id = _check_schema(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise UsageError(_describe_connect_error(exc, parsed)) from None
+    except UsageError:
+        engine.dispose()
+        raise
+    counter = StatementCounter()
+    event.listen(engine, "before_cursor_execute", counter)
+    return Database(
+        engine=engine,
+        url=parsed.render_as_string(hide_password=True),
+        has_user_id=has_user_id,
+        statements=counter,
+    )

@@ -1,0 +1,320 @@
+"""Every figure of the dashboard for one viewer and selection (SPEC §3), in one refresh.
+
+`compute_usage` is what the dashboard, the command line, the snapshot exporter and a data
+scientist's notebook all call. It sends three statements (viewer, catalogue, usage) and
+shapes the grouped rows into small pandas frames; raw request rows never leave the
+database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, Sequence
+
+import pandas as pd
+
+from usage_lib import access, queries
+from usage_lib.access import Catalogue, Scope
+from usage_lib.db import Database
+from usage_lib.errors import UsageError
+from usage_lib.timebuckets import DEFAULT_SPAN, SPANS, Window, window, zone
+
+TOP_CHOICES = (10, 25, 100)
+DEFAULT_TOP = 100
+NO_USER_ID_NOTICE = (
+    "This gateway's database has no user_id column: no breakdown by user_id and no "
+    "matching of requests to your email."
+)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a viewer asks to see. Anything that does not fit falls back (see `normalised`)."""
+
+    org: object = None
+    span: str = DEFAULT_SPAN
+    token: object = None
+    top: int = DEFAULT_TOP
+    tz: str = "UTC"
+    now: datetime | None = None
+
+    def normalised(self) -> tuple["Selection", tuple[str, ...]]:
+        """Unknown spans fall back to 1d and unknown top-k to 100, with a note each."""
+        notes = []
+        span, top = self.span, self.top
+        if span not in SPANS:
+            notes.append(f"unknown span {span!r}; showing {DEFAULT_SPAN}")
+            span = DEFAULT_SPAN
+        try:
+            top = int(top)
+        except (TypeError, ValueError):
+            top = -1
+        if top not in TOP_CHOICES:
+            notes.append(f"top {self.top!r} is not one of {TOP_CHOICES}; showing {DEFAULT_TOP}")
+            top = DEFAULT_TOP
+        return dataclasses.replace(self, span=span, top=top), tuple(notes)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    total_requests: int
+    failed_requests: int
+    avg_response_ms_completion: float
+    avg_response_ms_embedding: float
+    input_tokens: int
+    output_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "total_tokens": self.total_tokens}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The figures of one refresh.
+
+    - `timeseries`: bucket (aware, dashboard zone), requests, one row per bucket.
+    - `models`: model, requests, in display order.
+    - `top`: rank, id, name, requests, input_tokens, output_tokens, total_tokens, and for
+      tokens display_name, owner_email, service_account, is_service_account, can_open.
+    """
+
+    scope: Scope
+    window: Window
+    tz: str
+    top_k: int
+    metrics: Metrics
+    timeseries: pd.DataFrame
+    models: pd.DataFrame
+    top_kind: Literal["org", "token", "user_id"]
+    top: pd.DataFrame
+    notices: tuple[str, ...] = field(default=())
+    fallbacks: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented report contract (README, "JSON report")."""
+        scope = self.scope
+        return {
+            "scope": {
+                "viewer": scope.viewer.label,
+                "role": scope.viewer.role,
+                "org": "all" if scope.org is None else {"id": scope.org.id, "name": scope.org.name},
+                "span": self.window.span,
+                "token": None if scope.token is None else {"id": scope.token.id, "name": scope.token.name},
+                "now": self.window.now.isoformat(),
+                "window_start": self.window.start.isoformat(),
+                "tz": self.tz,
+            },
+            "metrics": self.metrics.as_dict(),
+            "timeseries": [
+                {"bucket": bucket.isoformat(), "requests": int(requests)}
+                for bucket, requests in zip(self.timeseries["bucket"], self.timeseries["requests"])
+            ],
+            "models": [
+                {"model": model, "requests": int(requests)}
+                for model, requests in zip(self.models["model"], self.models["requests"])
+            ],
+            "top": {"kind": self.top_kind, "rows": [_json_row(row, self.top_kind) for row in self.top.to_dict("records")]},
+            "notices": list(self.notices),
+        }
+
+
+def _none_if_missing(value: Any) -> Any:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+def _json_row(row: dict, kind: str) -> dict[str, Any]:
+    out = {
+        "rank": int(row["rank"]),
+        "id": None if kind == "org" and pd.isna(row["id"]) else (int(row["id"]) if kind != "user_id" else row["id"]),
+        "name": _none_if_missing(row["name"]),
+        "requests": int(row["requests"]),
+        "input_tokens": int(row["input_tokens"]),
+        "output_tokens": int(row["output_tokens"]),
+        "total_tokens": int(row["total_tokens"]),
+    }
+    if kind == "token":
+        out["owner_email"] = _none_if_missing(row["owner_email"])
+        out["service_account"] = _none_if_missing(row["service_account"])
+        out["can_open"] = bool(row["can_open"])
+    return out
+
+
+def _as_of(now: datetime | None, tz: str) -> datetime:
+    if now is None:
+        return datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        return now.replace(tzinfo=zone(tz))
+    return now
+
+
+GROUPED_COLUMNS = [
+    "bucket", "model", "key", "requests", "failed", "input_tokens", "output_tokens",
+    "completion_ms_sum", "completion_n", "embedding_ms_sum", "embedding_n",
+]
+SUMMED = GROUPED_COLUMNS[3:]
+
+
+def _grouped_frame(rows: Sequence) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(list(rows), columns=GROUPED_COLUMNS)
+    for column in SUMMED:
+        # PostgreSQL sums come back as Decimal or NULL; keep exact integers.
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype("int64")
+    return frame
+
+
+def _metrics(grouped: pd.DataFrame) -> Metrics:
+    sums = grouped[SUMMED].sum()
+
+    def mean(total: str, count: str) -> float:
+        return float(sums[total]) / float(sums[count]) if sums[count] else 0.0
+
+    return Metrics(
+        total_requests=int(sums["requests"]),
+        failed_requests=int(sums["failed"]),
+        avg_response_ms_completion=mean("completion_ms_sum", "completion_n"),
+        avg_response_ms_embedding=mean("embedding_ms_sum", "embedding_n"),
+        input_tokens=int(sums["input_tokens"]),
+        output_tokens=int(sums["output_tokens"]),
+    )
+
+
+def _timeseries(grouped: pd.DataFrame, win: Window) -> pd.DataFrame:
+    counts = grouped.dropna(subset=["bucket"]).groupby("bucket")["requests"].sum()
+    counts.index = counts.index.astype(int)
+    requests = [int(counts.get(index, 0)) for index in range(len(win.starts))]
+    return pd.DataFrame({"bucket": list(win.starts), "requests": pd.Series(requests, dtype="int64")})
+
+
+def _models(grouped: pd.DataFrame, known: Sequence[str]) -> pd.DataFrame:
+    """Most requests first (ties in configuration order), then unused models at 0."""
+    counts = grouped.groupby("model")["requests"].sum()
+    order = {name: position for position, name in enumerate(known)}
+    used = sorted(
+        ((name, int(count)) for name, count in counts.items() if count > 0),
+        key=lambda item: (-item[1], order.get(item[0], len(order)), item[0]),
+    )
+    used_names = {name for name, _ in used}
+    unused = [(name, 0) for name in known if name not in used_names]
+    rows = used + unused
+    return pd.DataFrame(
+        {"model": [name for name, _ in rows], "requests": pd.Series([c for _, c in rows], dtype="int64")}
+    )
+
+
+TOP_COLUMNS = ["rank", "id", "name", "requests", "input_tokens", "output_tokens", "total_tokens"]
+TOKEN_COLUMNS = ["display_name", "owner_email", "service_account", "is_service_account", "can_open"]
+
+
+def _sum_by_key(grouped: pd.DataFrame, key: pd.Series) -> pd.DataFrame:
+    sums = grouped[["requests", "input_tokens", "output_tokens"]].groupby(key, dropna=False, sort=False).sum()
+    sums["total_tokens"] = sums["input_tokens"] + sums["output_tokens"]
+    return sums.reset_index(names="id")
+
+
+def _rank(table: pd.DataFrame, sort_by: list[str], top_k: int, columns: list[str]) -> pd.DataFrame:
+    ascending = [False] + [True] * len(sort_by)
+    table = table[table["requests"] > 0]
+    table = table.sort_values(["requests", *sort_by], ascending=ascending, na_position="last", kind="stable")
+    table = table.head(top_k).reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table[columns]
+
+
+def _top_orgs(grouped: pd.DataFrame, catalogue: Catalogue, top_k: int) -> pd.DataFrame:
+    owner_org = {token.id: token.owner_org_id for token in catalogue.tokens.values()}
+    key = grouped["key"].map(owner_org).astype("Int64")
+    table = _sum_by_key(grouped, key)
+    names = {org.id: org.name for org in catalogue.orgs}
+    table["name"] = table["id"].map(names).astype(object)
+    table["name_key"] = table["name"].map(lambda name: name.casefold() if isinstance(name, str) else None)
+    return _rank(table, ["name_key", "id"], top_k, TOP_COLUMNS)
+
+
+def _top_tokens(grouped: pd.DataFrame, scope: Scope, catalogue: Catalogue, top_k: int) -> pd.DataFrame:
+    table = _sum_by_key(grouped, grouped["key"].astype("int64"))
+    tokens = [catalogue.tokens[token_id] for token_id in table["id"]]
+    table["name"] = pd.Series([token.name for token in tokens], dtype=object)
+    table["display_name"] = pd.Series([token.display_name for token in tokens], dtype=object)
+    table["owner_email"] = pd.Series([token.owner_email for token in tokens], dtype=object)
+    table["service_account"] = pd.Series([token.service_account for token in tokens], dtype=object)
+    table["is_service_account"] = [token.service_account_id is not None for token in tokens]
+    table["can_open"] = [access.can_open(scope.viewer, token, scope.org) for token in tokens]
+    table["name_key"] = table["display_name"].str.casefold()
+    return _rank(table, ["name_key", "id"], top_k, TOP_COLUMNS + TOKEN_COLUMNS)
+
+
+def _top_user_ids(grouped: pd.DataFrame, top_k: int) -> pd.DataFrame:
+    table = _sum_by_key(grouped, grouped["key"].astype(str))
+    table["name"] = table["id"]
+    return _rank(table, ["id"], top_k, TOP_COLUMNS)
+
+
+def _empty_grouped() -> pd.DataFrame:
+    return _grouped_frame([])
+
+
+def compute_usage(
+    db: Database,
+    viewer: str,
+    selection: Selection | None = None,
+    models: Sequence[str] | None = None,
+) -> Usage:
+    """All figures for `viewer` (email or username) and `selection`.
+
+    `models` are the router configuration's model names (`load_router_config`); None
+    means no configuration: every request counts and the known models are those in the
+    request table. Raises `UsageError` for an unknown viewer, zone or span.
+    """
+    selection, selection_notes = (selection or Selection()).normalised()
+    tz = zone(selection.tz)
+    now = _as_of(selection.now, selection.tz)
+    win = window(selection.span, now, tz)
+    with db.connect() as conn:
+        person = access.resolve_viewer(conn.execute(queries.viewer_statement(viewer.strip())).mappings(), viewer)
+        catalogue_rows = list(conn.execute(queries.catalogue_statement(models is None)).mappings())
+        catalogue = access.build_catalogue(catalogue_rows)
+        scope = access.resolve_scope(person, catalogue, org=selection.org, token=selection.token)
+        notices: list[str] = []
+        if not db.has_user_id:
+            scope = dataclasses.replace(scope, reach=dataclasses.replace(scope.reach, email=None))
+            notices.append(NO_USER_ID_NOTICE)
+        statement = queries.usage_statement(db, scope, win, models)
+        grouped = _grouped_frame(conn.execute(statement).all())
+    known = tuple(models) if models is not None else tuple(
+        sorted(row["name"] for row in catalogue_rows if row["kind"] == "model")
+    )
+    kind = scope.top_kind
+    if kind == "org":
+        top = _top_orgs(grouped, catalogue, selection.top)
+    elif kind == "token":
+        top = _top_tokens(grouped, scope, catalogue, selection.top)
+    elif db.has_user_id:
+        top = _top_user_ids(grouped, selection.top)
+    else:
+        top = _top_user_ids(_empty_grouped(), selection.top)
+    return Usage(
+        scope=scope,
+        window=win,
+        tz=selection.tz,
+        top_k=selection.top,
+        metrics=_metrics(grouped),
+        timeseries=_timeseries(grouped, win),
+        models=_models(grouped, known),
+        top_kind=kind,
+        top=top,
+        notices=tuple(notices),
+        fallbacks=selection_notes + scope.fallbacks,
+    )
+
+
+def describe_error(exc: BaseException) -> str:
+    """The one line to show for an error: ours verbatim, others summarised."""
+    if isinstance(exc, UsageError):
+        return str(exc)
+    return f"unexpected error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
