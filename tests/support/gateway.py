@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -174,3 +174,79 @@ def gateway_db(request, tmp_path):
     yield make
     for builder in made:
         builder.close()
+
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+@dataclass
+class TinyOrg:
+    """Ids of the tiny organisation built by `build_tiny_org` (see its docstring)."""
+
+    url: str
+    orgs: dict[str, int]
+    teams: dict[str, int]
+    users: dict[str, int]
+    tokens: dict[str, int]
+
+
+def build_tiny_org(g: GatewayBuilder, now: datetime = NOW) -> TinyOrg:
+    """Two orgs with people, one empty org, and requests whose counts are powers of two.
+
+    Acme: root (global admin), olga (org admin), ursula (user, team ML), uwe (user, no
+    team), nadia (user with an empty email), norole (profile, no group).
+    Beta: bert (user, team Bees). ghost: global admin without a profile. Empty: no users.
+    Service accounts: ml-bot (team ML, Acme) whose token bert (Beta) created; bee-bot
+    (team Bees, Beta). Tokens and their requests, one hour before `now`:
+
+        urs      ursula's                     1
+        uwe      uwe's                        2, plus 64 with user_id ursula's email,
+                                              512 with it capitalised, 1024 with a
+                                              trailing space
+        ml-bot   service account, by bert     4
+        bert     bert's                       8, plus 128 with ursula's email
+        bee-bot  service account, by bert    16, plus 256 with ursula's email
+        ghost    ghost's (no profile)        32
+
+    A total is a sum of distinct powers of two, so it names exactly the requests counted.
+    """
+    orgs = {name: g.org(name) for name in ("Acme", "Beta", "Empty")}
+    teams = {
+        "ML": g.team(orgs["Acme"], "ML"),
+        "Ops": g.team(orgs["Acme"], "Ops"),
+        "Bees": g.team(orgs["Beta"], "Bees"),
+    }
+    users = {
+        "root": g.user("root", role="admin", org=orgs["Acme"]),
+        "olga": g.user("olga", role="org-admin", org=orgs["Acme"], teams={teams["Ops"]: True}),
+        "ursula": g.user("ursula", role="user", org=orgs["Acme"], teams={teams["ML"]: False}),
+        "uwe": g.user("uwe", role="user", org=orgs["Acme"]),
+        "nadia": g.user("nadia", "", role="user", org=orgs["Acme"]),
+        "norole": g.user("norole", role=None, org=orgs["Acme"]),
+        "bert": g.user("bert", role="user", org=orgs["Beta"], teams={teams["Bees"]: True}),
+        "ghost": g.user("ghost", role="admin", org=None),
+    }
+    ml_bot = g.service_account(teams["ML"], "ml-bot")
+    bee_bot = g.service_account(teams["Bees"], "bee-bot")
+    tokens = {
+        "urs": g.token(users["ursula"], "urs"),
+        "uwe": g.token(users["uwe"], "uwe"),
+        "ml-bot": g.token(users["bert"], "ml-key", service_account=ml_bot),
+        "bert": g.token(users["bert"], "bert"),
+        "bee-bot": g.token(users["bert"], "bee-key", service_account=bee_bot),
+        "ghost": g.token(users["ghost"], "ghost"),
+    }
+    at = now - timedelta(hours=1)
+    ursula = "ursula@example.org"
+    g.request(tokens["urs"], at, count=1)
+    g.request(tokens["uwe"], at, count=2)
+    g.request(tokens["uwe"], at, count=64, user_id=ursula)
+    g.request(tokens["uwe"], at, count=512, user_id="Ursula@example.org")
+    g.request(tokens["uwe"], at, count=1024, user_id=ursula + " ")
+    g.request(tokens["ml-bot"], at, count=4)
+    g.request(tokens["bert"], at, count=8)
+    g.request(tokens["bert"], at, count=128, user_id=ursula)
+    g.request(tokens["bee-bot"], at, count=16)
+    g.request(tokens["bee-bot"], at, count=256, user_id=ursula)
+    g.request(tokens["ghost"], at, count=32)
+    return TinyOrg(url=g.url, orgs=orgs, teams=teams, users=users, tokens=tokens)
