@@ -111,7 +111,9 @@ def _describe_connect_error(exc: DBAPIError, url: URL) -> str:
     message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
     lowered = message.lower()
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
-    if "password authentication failed" in lowered or "authentication failed" in lowered:
+    if any(s in lowered for s in ("authentication failed", "password", "not permitted to log in")) or (
+        "role" in lowered and "does not exist" in lowered
+    ):
         return f"wrong credentials for PostgreSQL at {where} (user {url.username!r})"
     if "does not exist" in lowered and "database" in lowered:
         return f"no database {url.database!r} on PostgreSQL at {where}"

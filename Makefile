@@ -1,0 +1,21 @@
+# Entry points. `make test` is what CI runs (through .ci/run).
+PYTHON      := .venv/bin/python
+PYTEST_ARGS ?= -q -ra
+ARGS        ?=
+
+.PHONY: setup system-packages test serve demo
+
+setup:
+	bash scripts/setup-env
+
+system-packages:
+	bash scripts/ensure-system-packages
+
+test: system-packages setup
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+serve: setup
+	.venv/bin/usage-dashboard serve $(ARGS)
+
+demo: setup
+	.venv/bin/usage-dashboard demo $(ARGS)

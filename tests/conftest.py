@@ -1,0 +1,6 @@
+# Fixture plugins. Append further plugin modules to this list.
+pytest_plugins = [
+    "tests.support.postgres",
+    "tests.support.browser",
+    "tests.support.gateway",
+]

@@ -1,0 +1,104 @@
+"""The `usage-dashboard report` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.gateway import GatewayBuilder, build_tiny_org
+
+NOW = "2026-11-24T12:00:00+00:00"
+ACME = 1 + (2 + 64 + 512 + 1024) + 4
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "usage_lib.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('cli')}/gateway.sqlite3"
+    builder = GatewayBuilder(url)
+    org = build_tiny_org(builder)
+    builder.close()
+    return org
+
+
+def report(org, *args: str) -> dict:
+    result = run("report", "--db", org.url, "--now", NOW, "--format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_json_report_for_an_org_admin(tiny_url):
+    data = report(tiny_url, "--viewer", "olga@example.org")
+    assert data["scope"]["role"] == "org-admin"
+    assert data["scope"]["org"] == {"id": tiny_url.orgs["Acme"], "name": "Acme"}
+    assert data["metrics"]["total_requests"] == ACME
+    assert data["top"]["kind"] == "token"
+    assert [row["requests"] for row in data["top"]["rows"]] == [2 + 64 + 512 + 1024, 4, 1]
+
+
+def test_org_admin_asking_for_all_gets_own_org_and_a_note(tiny_url):
+    result = run("report", "--db", tiny_url.url, "--now", NOW, "--format", "json", "--viewer", "olga", "--org", "all")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["metrics"]["total_requests"] == ACME
+    assert "not open" in result.stderr
+
+
+def test_plain_path_accepted_for_sqlite(tiny_url):
+    path = tiny_url.url.removeprefix("sqlite:///")
+    result = run("report", "--db", path, "--now", NOW, "--viewer", "root", "--org", "all", "--format", "json")
+    assert json.loads(result.stdout)["top"]["kind"] == "org"
+
+
+def test_token_and_top_and_zone_options(tiny_url):
+    data = report(
+        tiny_url, "--viewer", "root", "--org", "Acme", "--token", str(tiny_url.tokens["uwe"]),
+        "--top", "10", "--tz", "Europe/Vienna", "--span", "1h",
+    )
+    assert data["scope"]["token"] == {"id": tiny_url.tokens["uwe"], "name": "uwe"}
+    assert data["scope"]["now"] == "2026-11-24T13:00:00+01:00"
+    assert data["top"]["kind"] == "user_id"
+    assert [(r["id"], r["requests"]) for r in data["top"]["rows"]] == [
+        ("ursula@example.org ", 1024), ("Ursula@example.org", 512), ("ursula@example.org", 64), ("", 2),
+    ]
+    assert len(data["timeseries"]) == 61
+
+
+def test_text_report_shows_every_figure(tiny_url):
+    result = run("report", "--db", tiny_url.url, "--now", NOW, "--viewer", "ursula")
+    assert result.returncode == 0
+    out = result.stdout
+    assert "Total requests" in out and f"{1 + 4 + 64:,}" in out
+    assert "Avg resp (completion)" in out and "100.0 ms" in out
+    assert "ml-bot" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--db", "sqlite:////nonexistent/x.sqlite3", "--viewer", "root"], "database file not found"),
+        (["--viewer", "nobody"], "unknown viewer"),
+        (["--viewer", "root", "--tz", "Mars/Olympus"], "unknown time zone"),
+        (["--viewer", "root", "--router-config", "/nonexistent.yaml"], "router config not found"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(tiny_url, args, message):
+    if "--db" not in args:
+        args = ["--db", tiny_url.url, *args]
+    result = run("report", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_span_is_refused_by_the_command_line(tiny_url):
+    result = run("report", "--db", tiny_url.url, "--viewer", "root", "--span", "1m")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
