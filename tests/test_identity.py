@@ -1,0 +1,129 @@
+"""Identity sources and URL state, as pure functions (the served page is tested end to end
+in tests/test_e2e_identity.py)."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+from tornado.httputil import HTTPHeaders
+from tornado.web import HTTPError
+
+from usage_lib import identity
+from usage_lib.errors import UsageError
+from usage_lib.report import Selection
+from usage_lib.urlstate import query_for, selection_from_query
+from usage_lib.voila_hooks import prelaunch_hook
+
+
+@pytest.fixture(autouse=True)
+def no_trusted_viewer(monkeypatch):
+    monkeypatch.setattr(identity, "_trusted_viewer", None)
+
+
+@pytest.mark.parametrize("value", ["ursula@example.org", "root", "a.b+tag@sub.example.co", "x_y-z"])
+def test_well_formed_identities_pass(value):
+    assert identity.clean_identity(f"  {value} ") == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "", "   ", "a@b.org, c@d.org", "Eve <eve@example.org>", "a b", "x" * 255, "o'hara@x.org\n", "é@x.org", "a\x00b"],
+)
+def test_malformed_identities_are_refused(value):
+    assert identity.clean_identity(value) is None
+
+
+def test_header_mode_needs_the_trusted_value_and_ignores_env_viewer():
+    env = {"AQUEDUCT_IDENTITY": "header", "AQUEDUCT_VIEWER": "root"}
+    with pytest.raises(identity.SignInRequired):
+        identity.resolve_viewer_name(env)
+    identity.trust_viewer("ursula@example.org")
+    assert identity.resolve_viewer_name(env) == "ursula@example.org"
+
+
+def test_jupyterhub_mode_uses_the_hub_user():
+    assert identity.resolve_viewer_name({"AQUEDUCT_IDENTITY": "jupyterhub", "JUPYTERHUB_USER": "ursula"}) == "ursula"
+    with pytest.raises(identity.SignInRequired):
+        identity.resolve_viewer_name({"AQUEDUCT_IDENTITY": "jupyterhub"})
+
+
+def test_fixed_mode_uses_the_configured_viewer_and_demo_admin_only_in_demo_mode():
+    assert identity.resolve_viewer_name({"AQUEDUCT_VIEWER": "olga"}, demo_viewer="root") == "olga"
+    assert identity.resolve_viewer_name({"AQUEDUCT_DEMO": "1"}, demo_viewer="root") == "root"
+    with pytest.raises(identity.SignInRequired):
+        identity.resolve_viewer_name({}, demo_viewer="root")
+
+
+def test_unknown_identity_mode_is_an_error():
+    with pytest.raises(UsageError, match="AQUEDUCT_IDENTITY"):
+        identity.identity_config({"AQUEDUCT_IDENTITY": "cookie"})
+
+
+def hook_request(headers: dict[str, str] | list[tuple[str, str]]):
+    http_headers = HTTPHeaders()
+    for name, value in (headers.items() if isinstance(headers, dict) else headers):
+        http_headers.add(name, value)
+    return SimpleNamespace(request=SimpleNamespace(headers=http_headers, uri="/", remote_ip="127.0.0.1"))
+
+
+def notebook():
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('dashboard')")])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"X-Forwarded-Email": ""}, {"X-Forwarded-Email": "a@b.org, c@d.org"},
+     [("X-Forwarded-Email", "a@b.org"), ("X-Forwarded-Email", "c@d.org")]],
+)
+def test_hook_refuses_missing_malformed_or_repeated_header(monkeypatch, caplog, headers):
+    monkeypatch.setenv("AQUEDUCT_IDENTITY", "header")
+    with caplog.at_level(logging.WARNING), pytest.raises(HTTPError) as raised:
+        prelaunch_hook(hook_request(headers), notebook(), ".")
+    assert raised.value.status_code == 403
+    assert "refused" in caplog.text
+
+
+def test_hook_inserts_the_viewer_as_a_first_cell(monkeypatch):
+    monkeypatch.setenv("AQUEDUCT_IDENTITY", "header")
+    monkeypatch.setenv("AQUEDUCT_IDENTITY_HEADER", "X-Auth-User")
+    nb = prelaunch_hook(hook_request({"x-auth-user": "ursula@example.org"}), notebook(), ".")
+    assert len(nb.cells) == 2
+    namespace: dict = {}
+    exec(nb.cells[0].source, namespace)
+    assert identity.resolve_viewer_name({"AQUEDUCT_IDENTITY": "header"}) == "ursula@example.org"
+
+
+def test_hook_does_nothing_outside_header_mode(monkeypatch):
+    monkeypatch.delenv("AQUEDUCT_IDENTITY", raising=False)
+    assert len(prelaunch_hook(hook_request({}), notebook(), ".").cells) == 1
+
+
+BASE = Selection(tz="Europe/Vienna")
+
+
+def test_url_state_uses_the_gateways_parameter_names():
+    selection = selection_from_query("org=all&span=1w&token=12&top=25", BASE)
+    assert (selection.org, selection.span, selection.token, selection.top, selection.tz) == ("all", "1w", "12", "25", "Europe/Vienna")
+
+
+def test_url_identity_is_ignored_and_logged(caplog):
+    with caplog.at_level(logging.WARNING):
+        selection = selection_from_query("viewer=root&email=root@example.org&span=1h", BASE)
+    assert "identity" in caplog.text
+    assert selection.span == "1h"
+    assert not any("root" in str(value) for value in vars(selection).values())
+
+
+def test_garbage_url_values_fall_back_when_normalised():
+    selection, notes = selection_from_query("span=1m&top=7&org=abc&token=x1", BASE).normalised()
+    assert (selection.span, selection.top) == ("1d", 100)
+    assert len(notes) == 2
+
+
+def test_query_for_round_trips():
+    query = query_for(None, "1w", 5, 25)
+    selection = selection_from_query(query, BASE)
+    assert (selection.org, selection.span, selection.token, selection.top) == ("all", "1w", "5", "25")
