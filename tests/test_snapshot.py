@@ -1,0 +1,360 @@
+"""Snapshots (issue 5): every format for a global admin and a standard user, on a tiny
+gateway with known numbers; the figures inside each file equal the JSON report.
+
+Lean on purpose (the machine is shared): one tiny SQLite gateway per module, the HTML
+made once per role, one Voila server per role (both started at once) for PDF and PNG,
+and the session's Chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import re
+import struct
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tests.support import unavailable
+from tests.support.gateway import NOW, GatewayBuilder, build_tiny_org, sqlite_url
+from usage_lib import snapshot
+from usage_lib.cli import build_parser, compute_from, main
+from usage_lib.errors import UsageError
+
+# role -> (viewer, --org): root is the tiny org's global admin (All orgs), ursula a
+# standard user of Acme (her own token, her team's service account, her email).
+ROLES = {"admin": ("root", "all"), "user": ("ursula", None)}
+# A token name that is a spreadsheet formula and HTML at once.
+TRICKY_TOKEN = "=HYPERLINK(\"x\")<i>ok</i>"
+ROUTER_YAML = "model_list:\n  - model_name: gpt-4o\n  - model_name: text-embedding-3-small\n  - model_name: unused-model\n"
+HTML_BUDGET = 6 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("snapshot")
+    g = GatewayBuilder(sqlite_url(folder / "gateway.sqlite3"))
+    org = build_tiny_org(g)
+    tricky = g.token(org.users["ursula"], TRICKY_TOKEN)
+    g.request(tricky, NOW - timedelta(minutes=30), model="text-embedding-3-small", path="/v1/embeddings",
+              status=500, ms=40, input_tokens=3_000_000_000, output_tokens=0, count=2)
+    g.close()
+    router = folder / "router.yaml"
+    router.write_text(ROUTER_YAML)
+    return SimpleNamespace(url=g.url, router=router, folder=folder)
+
+
+def argv(tiny, role: str, out: Path) -> list[str]:
+    viewer, org = ROLES[role]
+    return ["snapshot", "--db", tiny.url, "--router-config", str(tiny.router), "--viewer", viewer,
+            "--now", NOW.isoformat(), "--out", str(out)] + (["--org", org] if org else [])
+
+
+def args_for(tiny, role: str, out: Path):
+    return build_parser().parse_args(argv(tiny, role, out))
+
+
+@pytest.fixture(scope="module")
+def reports(tiny):
+    """role -> (the Usage, its JSON report) the files are checked against."""
+    out = {}
+    for role in ROLES:
+        usage = compute_from(args_for(tiny, role, tiny.folder / "unused.json"))
+        out[role] = (usage, usage.to_json())
+    return out
+
+
+def test_the_two_roles_see_different_known_figures(reports):
+    admin, user = reports["admin"][1], reports["user"][1]
+    assert admin["top"]["kind"] == "org" and user["top"]["kind"] == "token"
+    # ursula: her token 1, ml-bot 4, uwe's token with her email 64, the tricky token 2.
+    assert user["metrics"]["total_requests"] == 1 + 4 + 64 + 2
+    assert admin["metrics"]["total_requests"] == 1 + 2 + 64 + 512 + 1024 + 4 + 8 + 128 + 16 + 256 + 32 + 2
+
+
+# -- JSON -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_json_is_the_report(tiny, reports, role, capsys):
+    out = tiny.folder / f"{role}.json"
+    assert main(argv(tiny, role, out)) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    assert json.loads(out.read_text()) == reports[role][1]
+    # ... byte for byte what `report --format json` prints
+    report_argv = [a for a in argv(tiny, role, out) if a not in ("--out", str(out))]
+    report_argv[0:1] = ["report"]
+    assert main(report_argv + ["--format", "json"]) == 0
+    assert capsys.readouterr().out == out.read_text()
+
+
+# -- CSV ------------------------------------------------------------------------------
+
+
+def read_csv(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+
+
+def unformula(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:2] in ("=", "+", "-", "@") else text
+
+
+def check_csv_files(files: dict[str, bytes], report: dict) -> None:
+    top, series, models, summary = (read_csv(data) for data in files.values())
+    rows = report["top"]["rows"]
+    assert len(top) == len(rows)
+    for line, row in zip(top, rows):
+        assert line["kind"] == report["top"]["kind"]
+        assert int(line["rank"]) == row["rank"]
+        assert line["id"] == ("" if row["id"] is None else str(row["id"]))
+        assert unformula(line["name"]) == (row["name"] or "")
+        for key in ("requests", "input_tokens", "output_tokens", "total_tokens"):
+            assert int(line[key]) == row[key], key
+        if report["top"]["kind"] == "token":
+            assert line["owner_email"] == (row["owner_email"] or "")
+            assert line["service_account"] == (row["service_account"] or "")
+    assert [(p["bucket"], int(p["requests"])) for p in series] == [
+        (p["bucket"], p["requests"]) for p in report["timeseries"]
+    ]
+    assert [(m["model"], int(m["requests"])) for m in models] == [(m["model"], m["requests"]) for m in report["models"]]
+    values = {line["key"]: line["value"] for line in summary}
+    for key, value in report["metrics"].items():
+        assert float(values[key]) == pytest.approx(value, rel=1e-15), key
+        if isinstance(value, int):
+            assert values[key] == str(value)
+    assert values["viewer"] == report["scope"]["viewer"] and values["now"] == report["scope"]["now"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_csv_files_hold_the_report(tiny, reports, role):
+    out = tiny.folder / f"{role}.csv"
+    assert snapshot.export_snapshot(args_for(tiny, role, out), out) == out
+    written = snapshot.written_files(out)
+    assert [p.name for p in written] == [f"{role}.csv", f"{role}.timeseries.csv", f"{role}.models.csv", f"{role}.summary.csv"]
+    check_csv_files({p.name: p.read_bytes() for p in written}, reports[role][1])
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_zip_holds_the_same_csv_files(tiny, reports, role):
+    out = tiny.folder / f"{role}.zip"
+    snapshot.export_snapshot(args_for(tiny, role, out), out)
+    with zipfile.ZipFile(out) as archive:
+        assert archive.namelist() == list(snapshot.ZIP_NAMES)
+        files = {name: archive.read(name) for name in archive.namelist()}
+    check_csv_files(files, reports[role][1])
+    assert files["top.csv"] == snapshot.snapshot_csv(reports[role][0])
+
+
+def test_csv_defuses_spreadsheet_formulas(reports):
+    data = snapshot.snapshot_csv(reports["user"][0]).decode()
+    assert "'=HYPERLINK" in data and "\n=" not in data.replace("\r", "")
+
+
+def test_unknown_suffix_is_a_one_line_error(tiny, capsys):
+    assert main(argv(tiny, "user", tiny.folder / "x.docx")) == 2
+    assert "use one of .html, .pdf, .png, .json, .csv" in capsys.readouterr().err
+
+
+# -- HTML -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def html_files(tiny):
+    """role -> the offline HTML made by the command line."""
+    try:
+        from usage_lib.offline_assets import load_bundles
+
+        load_bundles()
+    except UsageError as exc:
+        unavailable(str(exc))
+    files = {}
+    for role in ROLES:
+        out = tiny.folder / f"{role}.html"
+        assert main(argv(tiny, role, out)) == 0
+        files[role] = out
+    return files
+
+
+def static_figures(page: str) -> dict:
+    tiles = {
+        key: html.unescape(value)
+        for key, value in re.findall(
+            r'data-metric="(\w+)"><div class="aq-static-label">.*?</div><div class="aq-static-value">(.*?)</div>', page
+        )
+    }
+    table = re.search(r'<table class="aq-static-table".*?<tbody>(.*?)</tbody>', page, re.S).group(1)
+    rows = [[html.unescape(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)] for row in re.findall(r"<tr>(.*?)</tr>", table)]
+    return {"tiles": tiles, "rows": [row[:6] for row in rows]}
+
+
+def widget_state(page: str) -> dict:
+    found = re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', page, re.S)
+    return json.loads(found.group(1))["state"]
+
+
+def bars_values(state: dict, figure_class: str) -> tuple[list, list]:
+    """x and y of the Bars mark in the figure with `figure_class`, decoded."""
+    figure = next(m for m in state.values() if figure_class in m["state"].get("_dom_classes", []))
+    bars = state[figure["state"]["marks"][0].removeprefix("IPY_MODEL_")]
+    values = {}
+    for name in ("x", "y"):
+        spec = bars["state"][name]
+        buffer = next((b for b in bars.get("buffers", []) if b["path"] == [name, "value"]), None)
+        if buffer is None:
+            values[name] = spec["value"] if isinstance(spec, dict) else spec
+        else:
+            values[name] = np.frombuffer(base64.b64decode(buffer["data"]), dtype=spec["dtype"]).tolist()
+    return values["x"], values["y"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_html_file_holds_the_report(html_files, reports, role):
+    usage, report = reports[role]
+    page = html_files[role].read_text(encoding="utf-8")
+    assert html_files[role].stat().st_size < HTML_BUDGET
+    embedded = re.search(r'<script type="application/json" id="aqueduct-usage-report">(.*?)</script>', page, re.S)
+    assert json.loads(embedded.group(1)) == report
+    # The static copy (readable without JavaScript) shows the page's texts.
+    assert static_figures(page) == snapshot.expected_figures(usage)
+    header = re.search(r'<header class="aq-snapshot-header".*?</header>', page, re.S).group(0)
+    assert html.escape(report["scope"]["viewer"]) in header and "2026-11-24 12:00:00 (UTC)" in header
+    # The charts' widget state holds the report's series.
+    state = widget_state(page)
+    _, counts = bars_values(state, "aq-timeseries")
+    assert counts == [p["requests"] for p in report["timeseries"]]
+    names, counts = bars_values(state, "aq-models")
+    assert counts == [m["requests"] for m in report["models"]]
+    assert names == [m["model"] or "N/A" for m in report["models"]]
+    # No script or style is fetched: everything is inline.
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", markup)
+    assert TRICKY_TOKEN not in page  # only escaped
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_html_draws_offline_in_chromium(browser, html_files, reports, role, test_output_dir):
+    usage, report = reports[role]
+    path = html_files[role].resolve()
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True)
+    requests, errors = [], []
+    context.route("**/*", lambda route: route.continue_() if route.request.url == path.as_uri() else route.abort())
+    try:
+        page = context.new_page()
+        page.on("request", lambda request: requests.append(request.url))
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.goto(path.as_uri())
+        page.wait_for_function("() => document.body.classList.contains('aq-widgets-ready')", timeout=30_000)
+        snapshot.check_page_figures(page.evaluate(snapshot.PAGE_FIGURES_JS), usage)
+        counts = page.evaluate("""() => ['.aq-timeseries', '.aq-models'].map(
+            css => document.querySelectorAll(css + ' g.bargroup rect.bar').length)""")
+        assert counts == [len(report["timeseries"]), len(report["models"])]
+        assert page.evaluate("() => getComputedStyle(document.getElementById('aq-static')).display") == "none"
+        assert page.is_visible("#aq-snapshot-header")
+        page.screenshot(path=str(test_output_dir / f"snapshot-offline-{role}.png"), full_page=True)
+    finally:
+        context.close()
+    assert requests == [path.as_uri()], "the snapshot asked for something besides itself"
+    assert errors == []
+
+
+# -- PDF and PNG ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def page_servers(tiny):
+    """role -> a Voila server of the dashboard for that viewer; both start at once."""
+    servers = {}
+    try:
+        for role in ROLES:
+            args = snapshot.pinned(args_for(tiny, role, tiny.folder / "x.pdf"))
+            servers[role] = snapshot.start_page_server(snapshot.page_env(args))
+        for server in servers.values():
+            server.wait_ready(90)
+        yield servers
+    finally:
+        for server in servers.values():
+            server.process.terminate()  # both shut down at once
+        for server in servers.values():
+            server.stop()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_pdf_and_png_of_the_live_page(browser, page_servers, tiny, reports, role, test_output_dir):
+    try:
+        from pypdf import PdfReader
+    except ImportError:
+        unavailable("pypdf is needed to read the PDF snapshot (a test dependency)")
+    usage, report = reports[role]
+    pdf, png = test_output_dir / f"snapshot-{role}.pdf", test_output_dir / f"snapshot-{role}.png"
+    shown = snapshot.capture_page(args_for(tiny, role, pdf), [pdf, png], browser=browser, server=page_servers[role])
+    # capture_page checked the drawn page's tiles and table against these figures.
+    assert shown.to_json() == report
+
+    reader = PdfReader(str(pdf))
+    assert len(reader.pages) == 1
+    text = re.sub(r"\s+", "", reader.pages[0].extract_text())  # wrapped lines joined
+    figures = snapshot.expected_figures(usage)
+    for value in figures["tiles"].values():
+        assert value.replace(" ", "") in text, value
+    for row in figures["rows"]:
+        assert all(cell.replace(" ", "") in text for cell in row), row
+    assert report["scope"]["viewer"] in text
+
+    width, height = png_size(png.read_bytes())
+    assert width == 1280 and height >= 700
+    assert png.stat().st_size > 30_000  # drawn, not a blank page
+
+
+# -- the Export control -----------------------------------------------------------------
+
+
+def test_export_control_offers_the_view_on_screen(tiny, reports, browser, tmp_path):
+    from usage_lib.dashboard import Dashboard, DashboardConfig
+
+    usage, report = reports["user"]
+    args = args_for(tiny, "user", tmp_path / "x.html")
+    config = DashboardConfig(db_url=tiny.url, router_config=tiny.router, viewer=args.viewer, now=args.now)
+    dashboard = Dashboard(config)
+    try:
+        dashboard.refresh()
+        export = snapshot.export_buttons(dashboard)
+        export.prepare()
+        links = dict(re.findall(r'download="([^"]+)"[^>]*href="data:[^;]+(?:;charset=utf-8)?;base64,([^"]+)"', export.links.value))
+        assert len(links) == 3, export.links.value
+        files = {Path(name).suffix: base64.b64decode(data) for name, data in links.items()}
+        assert files[".csv"] == snapshot.snapshot_csv(usage)
+        with zipfile.ZipFile(io.BytesIO(files[".zip"])) as archive:
+            assert archive.read("top.csv") == files[".csv"]
+        page = files[".html"].decode()
+        embedded = re.search(r'id="aqueduct-usage-report">(.*?)</script>', page, re.S).group(1)
+        assert json.loads(embedded) == report
+        assert "aq-export-link" not in page  # no earlier links inside the snapshot
+
+        # The browser downloads the HTML link as the file itself.
+        context = browser.new_context(accept_downloads=True)
+        try:
+            tab = context.new_page()
+            tab.set_content(f"<body>{export.links.value}</body>")
+            with tab.expect_download() as download:
+                tab.click("a.aq-export-link >> nth=0")
+            assert Path(download.value.path()).read_bytes() == files[".html"]
+        finally:
+            context.close()
+        export.reset()
+        assert export.links.value == ""
+    finally:
+        dashboard.close()
