@@ -1,0 +1,122 @@
+"""pytest plugin: a demo gateway at a fixed as-of time, for the dashboard's tests and nbval.
+
+Fixtures
+--------
+``demo_gateway`` (session): a `DemoGateway` (SQLite demo database, its router config and
+    the fixed as-of time `DEMO_NOW`), built once per session in a temporary directory.
+``dashboard_config`` (function): a factory ``dashboard_config(viewer, **changes)`` giving a
+    `DashboardConfig` on that database at `DEMO_NOW`.
+
+nbval
+-----
+When the session collects notebooks (``--nbval-lax``, set in pyproject's addopts), the
+demo database is built before any notebook kernel starts and the notebook's environment
+variables (AQUEDUCT_DB_URL, AQUEDUCT_ROUTER_CONFIG, AQUEDUCT_VIEWER, AQUEDUCT_TZ,
+AQUEDUCT_NOW) point at it; they are restored at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+#: The as-of time of every dashboard test: a Tuesday noon, UTC.
+DEMO_NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+DEMO_REQUESTS = 20_000
+DEMO_SEED = 7
+
+NOTEBOOK_ENV = ("AQUEDUCT_DB_URL", "AQUEDUCT_ROUTER_CONFIG", "AQUEDUCT_VIEWER", "AQUEDUCT_TZ",
+                "AQUEDUCT_NOW", "AQUEDUCT_DEMO", "AQUEDUCT_IDENTITY", "QUERY_STRING")
+
+
+@dataclass(frozen=True)
+class DemoGateway:
+    path: Path
+    url: str
+    router_config: Path
+    now: datetime = DEMO_NOW
+
+
+def build_demo_gateway(directory: Path) -> DemoGateway:
+    from usage_lib.demo import build_demo, demo_paths
+
+    path = directory / "demo.sqlite3"
+    url, router = demo_paths(path)
+    build_demo(url, router, requests=DEMO_REQUESTS, seed=DEMO_SEED, now=DEMO_NOW)
+    return DemoGateway(path=path, url=url, router_config=router)
+
+
+@pytest.fixture(scope="session")
+def demo_gateway(tmp_path_factory) -> DemoGateway:
+    return build_demo_gateway(tmp_path_factory.mktemp("demo-gateway"))
+
+
+@pytest.fixture
+def dashboard_config(demo_gateway):
+    from usage_lib.dashboard import DashboardConfig
+    from usage_lib.report import Selection
+
+    def make(viewer: str, **changes) -> DashboardConfig:
+        config = DashboardConfig(
+            db_url=demo_gateway.url,
+            router_config=demo_gateway.router_config,
+            viewer=viewer,
+            tz="UTC",
+            now=DEMO_NOW,
+            selection=Selection(tz="UTC", now=DEMO_NOW),
+            demo=True,
+        )
+        return replace(config, **changes)
+
+    return make
+
+
+# -- nbval --------------------------------------------------------------------------------
+
+_saved_env: dict[str, str | None] = {}
+_notebook_dir: list[Path] = []
+
+
+def _is_notebook_item(item) -> bool:
+    return type(item).__module__.startswith("nbval")
+
+
+def pytest_collection_finish(session):
+    # Also imported by notebooks/conftest.py: when both are loaded, build once.
+    if _notebook_dir or not any(_is_notebook_item(item) for item in session.items):
+        return
+    from usage_lib.demo import DEMO_ADMIN_EMAIL
+
+    directory = Path(tempfile.mkdtemp(prefix="aqueduct-nbval-"))
+    _notebook_dir.append(directory)
+    demo = build_demo_gateway(directory)
+    for name in NOTEBOOK_ENV:
+        _saved_env[name] = os.environ.pop(name, None)
+    os.environ.update(
+        {
+            "AQUEDUCT_DB_URL": demo.url,
+            "AQUEDUCT_ROUTER_CONFIG": str(demo.router_config),
+            "AQUEDUCT_VIEWER": DEMO_ADMIN_EMAIL,
+            "AQUEDUCT_TZ": "UTC",
+            "AQUEDUCT_NOW": DEMO_NOW.isoformat(),
+            "AQUEDUCT_DEMO": "1",
+        }
+    )
+
+
+def pytest_unconfigure(config):
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _saved_env.clear()
+    for directory in _notebook_dir:
+        shutil.rmtree(directory, ignore_errors=True)
+    _notebook_dir.clear()

@@ -1,0 +1,480 @@
+"""The dashboard's widgets, in-process (no browser): they show exactly the core's figures,
+refresh safely, fail readably, sort, drill down, and never show more than the viewer may see.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from tests.support.dashboard import DEMO_NOW
+from tests.support.gateway import GatewayBuilder, build_tiny_org
+from usage_lib import formatting
+from usage_lib.cli import main as cli_main
+from usage_lib.dashboard import TILES, Dashboard, DashboardConfig, config_from_environment
+from usage_lib.demo import DEMO_ADMIN_EMAIL, DEMO_ORG_ADMIN_EMAIL, DEMO_USER_EMAIL
+from usage_lib.errors import UsageError
+from usage_lib.report import Selection, compute_usage
+from usage_lib.table import ASCENDING, DESCENDING, EMPTY_TEXT
+
+ACME, GLOBEX, UMBRELLA = 1, 2, 4
+PIPELINE_PROD = 20  # Globex's busiest token (service account ml-pipeline)
+
+
+@pytest.fixture
+def open_dashboard(dashboard_config):
+    """Factory: a refreshed Dashboard for `viewer` (closed after the test)."""
+    made: list[Dashboard] = []
+
+    def make(viewer: str, selection: Selection | None = None, **kwargs) -> Dashboard:
+        config = dashboard_config(viewer)
+        if selection is not None:
+            selection = replace(selection, tz="UTC", now=DEMO_NOW)
+        dashboard = Dashboard(config, selection, **kwargs)
+        made.append(dashboard)
+        dashboard.refresh()
+        return dashboard
+
+    yield make
+    for dashboard in made:
+        dashboard.close()
+
+
+def report_json(capsys, gateway, viewer: str, *, org=None, span="1d", token=None, top=100) -> dict:
+    """What `usage-dashboard report --format json` prints for the same view."""
+    argv = ["report", "--db", gateway.url, "--router-config", str(gateway.router_config), "--viewer", viewer,
+            "--span", span, "--top", str(top), "--now", DEMO_NOW.isoformat(), "--format", "json"]
+    if org is not None:
+        argv += ["--org", str(org)]
+    if token is not None:
+        argv += ["--token", str(token)]
+    capsys.readouterr()
+    assert cli_main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def expected_tiles(metrics: dict) -> dict[str, str]:
+    return {label: fmt(metrics[key]) for key, label, fmt in TILES}
+
+
+def expected_rows(report: dict) -> list[dict[str, str]]:
+    kind = report["top"]["kind"]
+    rows = []
+    for row in report["top"]["rows"]:
+        name = (row.get("service_account") or row["name"]) if kind == "token" else row["name"]
+        texts = {
+            "rank": str(row["rank"]),
+            "name": formatting.name(name),
+            "requests": f"{row['requests']:,}",
+            "input_tokens": f"{row['input_tokens']:,}",
+            "output_tokens": f"{row['output_tokens']:,}",
+            "total_tokens": f"{row['total_tokens']:,}",
+        }
+        if kind == "token":
+            texts["owner_email"] = formatting.name(row["owner_email"])
+            texts["service_account"] = formatting.name(row["service_account"])
+        rows.append(texts)
+    return rows
+
+
+VIEWS = [
+    pytest.param(DEMO_ADMIN_EMAIL, dict(), id="admin-default"),
+    pytest.param(DEMO_ADMIN_EMAIL, dict(org="all", span="1w"), id="admin-all-1w"),
+    pytest.param(DEMO_ADMIN_EMAIL, dict(org=GLOBEX, token=PIPELINE_PROD, span="1w"), id="admin-token"),
+    pytest.param(DEMO_ADMIN_EMAIL, dict(org="all", token=PIPELINE_PROD, span="1d"), id="admin-all-with-token"),
+    pytest.param(DEMO_ORG_ADMIN_EMAIL, dict(span="1h"), id="org-admin-1h"),
+    pytest.param(DEMO_USER_EMAIL, dict(span="1w", top=10), id="user-1w-top10"),
+]
+
+
+@pytest.mark.parametrize("viewer, view", VIEWS)
+def test_tiles_and_table_equal_the_report(open_dashboard, demo_gateway, capsys, viewer, view):
+    dashboard = open_dashboard(viewer, Selection(**view))
+    report = report_json(capsys, demo_gateway, viewer, **view)
+    assert dashboard.error is None
+    assert dashboard.usage.to_json() == report
+    assert dashboard.tile_texts() == expected_tiles(report["metrics"])
+    assert dashboard.table.kind == report["top"]["kind"]
+    assert dashboard.table.displayed() == expected_rows(report)
+    titles = [button.description.rstrip(" " + ASCENDING + DESCENDING) for button in dashboard.table.header_buttons.values()]
+    name_heading = {"org": "Organization", "token": "API Key", "user_id": "User ID"}[report["top"]["kind"]]
+    assert titles[:2] == ["#", name_heading]
+    assert titles[2:6] == ["Requests", "Input Tokens", "Output Tokens", "Total Tokens"]
+    if report["top"]["kind"] == "token":
+        assert titles[6:] == ["Token Owner", "Service Account"]
+
+
+def test_tiles_format_thousands_and_milliseconds(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    metrics = dashboard.usage.metrics
+    tiles = dashboard.tile_texts()
+    assert tiles["Total Requests"] == f"{metrics.total_requests:,}" and "," in tiles["Total Requests"]
+    assert tiles["Avg Resp Time (Completion)"] == f"{metrics.avg_response_ms_completion:,.1f} ms"
+    assert tiles["Avg Resp Time (Embedding)"].endswith(" ms")
+    assert tiles["Total Tokens"] == f"{metrics.input_tokens + metrics.output_tokens:,}"
+
+
+def test_charts_show_the_frames(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1d"))
+    usage = dashboard.usage
+    chart = dashboard.timeseries_chart
+    assert list(chart.bars.y) == [float(n) for n in usage.timeseries["requests"]]
+    assert chart.bars.y.dtype == np.float64
+    assert len(chart.bars.x) == len(usage.timeseries) == 25
+    # Half a bucket of room on both sides, so neither end bar is clipped.
+    half = np.timedelta64(30, "m")
+    assert np.datetime64(chart.x_scale.min, "ms") == chart.bars.x[0] - half
+    assert np.datetime64(chart.x_scale.max, "ms") == chart.bars.x[-1] + half
+    assert chart.y_scale.max >= chart.bars.y.max()
+    assert chart.tip.html_for(0).count("requests") == 1
+
+    models = dashboard.models_chart
+    names = list(usage.models["model"])
+    assert list(models.model_scale.domain) == names == list(models.bars.x)
+    assert "gemini-1.5-pro" in names  # configured, never used: shown with 0
+    assert list(models.bars.y) == [float(n) for n in usage.models["requests"]]
+    assert models.figure.layout.height == f"{models.height_for(len(names))}px"
+    assert models.height_for(20) > models.height_for(len(names))
+
+    dashboard.select(span="1h")
+    assert len(chart.bars.x) == 61
+    dashboard.select(span="1w")
+    assert len(chart.bars.x) == 8
+    assert list(models.model_scale.domain) == list(dashboard.usage.models["model"])
+
+
+def test_charts_send_big_counts_as_floats(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL)
+    import pandas as pd
+
+    frame = pd.DataFrame({"model": ["a", "b"], "requests": pd.Series([3_000_000_000, 0], dtype="int64")})
+    dashboard.models_chart.update(frame)
+    assert dashboard.models_chart.bars.y.dtype == np.float64
+    assert dashboard.models_chart.bars.y[0] == 3e9
+
+
+def test_refresh_disables_controls_and_shows_loading(dashboard_config):
+    seen = {}
+    holder: dict[str, Dashboard] = {}
+
+    def compute(*args, **kwargs):
+        dashboard = holder["d"]
+        seen["disabled"] = [control.disabled for control in dashboard.controls]
+        seen["loading"] = "aq-loading" in dashboard.widget._dom_classes
+        # A second click while the first refresh runs changes nothing.
+        calls.append(1)
+        dashboard.select(span="1h")
+        return compute_usage(*args, **kwargs)
+
+    calls: list[int] = []
+    dashboard = Dashboard(dashboard_config(DEMO_ADMIN_EMAIL), compute=compute)
+    holder["d"] = dashboard
+    try:
+        dashboard.refresh()
+        assert seen == {"disabled": [True] * len(dashboard.controls), "loading": True}
+        assert calls == [1]
+        assert dashboard.usage.window.span == "1d"
+        assert not any(control.disabled for control in dashboard.controls)
+        assert "aq-loading" not in dashboard.widget._dom_classes
+    finally:
+        dashboard.close()
+
+
+def test_a_click_on_a_replaced_row_is_ignored(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all"))
+    old_targets = dashboard.table.targets
+    dashboard.select(span="1w")  # the table is rebuilt
+    assert dashboard.table.targets is not old_targets and old_targets.comm is None  # closed
+    old_targets.value = 0  # e.g. a click queued while the table was replaced
+    assert dashboard.table.kind == "org"
+    assert dashboard.usage.scope.org is None
+    dashboard.table.sort_by("name")  # sorting replaces the targets too
+    assert dashboard.table.targets.comm is not None
+
+
+def test_errors_are_one_readable_line_and_no_stale_figures(open_dashboard, dashboard_config):
+    state = {"fail": False}
+
+    def compute(*args, **kwargs):
+        if state["fail"]:
+            raise RuntimeError("the database went away\nFile ...; line 12 in connect")
+        return compute_usage(*args, **kwargs)
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, compute=compute)
+    assert dashboard.tile_texts()["Total Requests"] != formatting.PLACEHOLDER
+    state["fail"] = True
+    dashboard.select(span="1w")
+    assert dashboard.usage is None
+    assert "unexpected error: RuntimeError: the database went away" in dashboard.error_box.value
+    assert "Traceback" not in dashboard.error_box.value and "line 12" not in dashboard.error_box.value
+    assert set(dashboard.tile_texts().values()) == {formatting.PLACEHOLDER}
+    assert dashboard.table.rows == [] and len(dashboard.timeseries_chart.bars.y) == 0
+    assert "aq-failed" in dashboard.widget._dom_classes
+    assert not any(control.disabled for control in dashboard.controls)
+    state["fail"] = False
+    dashboard.retry_button.click()
+    assert dashboard.error is None and dashboard.error_box.value == ""
+    assert "aq-failed" not in dashboard.widget._dom_classes
+    assert dashboard.usage.window.span == "1w"
+
+
+def test_unknown_viewer_and_bad_configuration_show_a_message(dashboard_config):
+    dashboard = Dashboard(dashboard_config("nobody@example.org"))
+    try:
+        dashboard.refresh()
+        assert "unknown viewer 'nobody@example.org'" in dashboard.error
+    finally:
+        dashboard.close()
+    config = config_from_environment({"AQUEDUCT_DB_URL": "sqlite:////nonexistent/gateway.sqlite3", "AQUEDUCT_NOW": "noon"})
+    assert "AQUEDUCT_NOW" in config.problem and "AQUEDUCT_VIEWER" in config.problem
+    dashboard = Dashboard(config)
+    dashboard.refresh()
+    assert "AQUEDUCT_NOW is not an ISO 8601 time" in dashboard.error
+    dashboard = Dashboard(replace(config, problem=None, viewer=DEMO_ADMIN_EMAIL))
+    dashboard.refresh()
+    assert dashboard.error == "database file not found: /nonexistent/gateway.sqlite3"
+
+
+def test_configuration_from_the_environment(demo_gateway):
+    env = {
+        "AQUEDUCT_DB_URL": str(demo_gateway.path),
+        "AQUEDUCT_ROUTER_CONFIG": str(demo_gateway.router_config),
+        "AQUEDUCT_VIEWER": DEMO_USER_EMAIL,
+        "AQUEDUCT_TZ": "Europe/Vienna",
+        "AQUEDUCT_NOW": "2026-11-24T13:00:00+01:00",
+        "QUERY_STRING": "org=all&span=1w&top=25&viewer=root",
+    }
+    config = config_from_environment(env)
+    assert config.db_url == demo_gateway.url
+    assert config.router_config == demo_gateway.router_config
+    assert config.viewer == DEMO_USER_EMAIL and not config.demo and config.problem is None
+    assert config.tz == "Europe/Vienna" and config.now == DEMO_NOW
+    assert (config.selection.org, config.selection.span, config.selection.top) == ("all", "1w", "25")
+
+    demo = config_from_environment({})
+    assert demo.demo and demo.viewer == DEMO_ADMIN_EMAIL
+    assert demo.db_url.endswith("demo/demo.sqlite3") and demo.router_config.name == "demo-router.yaml"
+    assert config_from_environment({"AQUEDUCT_DB_URL": demo_gateway.url}).viewer is None
+
+
+def test_sorting_keeps_the_rank_by_requests(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org=ACME, span="1w"))
+    table = dashboard.table
+    by_rank = {row["rank"]: row for row in table.displayed()}
+    assert [row["rank"] for row in table.displayed()] == [str(i) for i in range(1, len(by_rank) + 1)]
+    assert table.header_buttons["rank"].description == f"# {ASCENDING}"
+
+    table.header_buttons["name"].click()
+    names = [row["name"] for row in table.displayed()]
+    assert names == sorted(names, key=str.casefold)
+    assert table.header_buttons["name"].description == f"API Key {ASCENDING}"
+    assert table.header_buttons["rank"].description == "#"
+    for row in table.displayed():  # every row keeps its own rank
+        assert by_rank[row["rank"]] == row
+
+    table.header_buttons["name"].click()
+    assert [row["name"] for row in table.displayed()] == sorted(names, key=str.casefold, reverse=True)
+    assert table.header_buttons["name"].description == f"API Key {DESCENDING}"
+
+    table.header_buttons["total_tokens"].click()
+    totals = [int(row["total_tokens"].replace(",", "")) for row in table.displayed()]
+    assert totals == sorted(totals)
+    table.header_buttons["service_account"].click()
+    accounts = [row["service_account"] for row in table.displayed()]
+    assert accounts[-1] == formatting.NA  # missing values last
+    present = [a for a in accounts if a != formatting.NA]
+    assert present == sorted(present, key=str.casefold)
+
+    # The sort survives a refresh; the grid's children follow the display order.
+    table.header_buttons["requests"].click()
+    dashboard.select(span="1d")
+    requests = [int(row["requests"].replace(",", "")) for row in table.displayed()]
+    assert requests == sorted(requests)
+    first = table.displayed()[0]["name"]
+    assert table.body.value.index(first) < table.body.value.index(table.displayed()[-1]["name"])
+
+
+def test_drill_down_org_token_user_id_and_back(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    table = dashboard.table
+    assert table.kind == "org"
+    assert dashboard.all_orgs_button.layout.display == "none"
+
+    names = [row["name"] for row in table.displayed()]
+    table.click(names.index("Globex Labs"))
+    assert table.kind == "token" and dashboard.usage.scope.org.id == GLOBEX
+    assert dashboard.org_dropdown.value == GLOBEX
+    assert dashboard.all_orgs_button.layout.display is None
+    assert dashboard.all_tokens_button.layout.display == "none"
+
+    names = [row["name"] for row in table.displayed()]
+    table.click(names.index("ml-pipeline"))
+    assert table.kind == "user_id"
+    assert dashboard.usage.scope.token.id == PIPELINE_PROD
+    assert "ml-pipeline" in dashboard.title.value and "Service Account" in dashboard.title.value
+    assert table.targets is None  # user_ids do not drill further
+    assert dashboard.all_tokens_button.layout.display is None
+
+    dashboard.all_tokens_button.click()
+    assert table.kind == "token" and dashboard.usage.scope.token is None
+    assert dashboard.usage.scope.org.id == GLOBEX
+    dashboard.all_orgs_button.click()
+    assert table.kind == "org" and dashboard.usage.scope.org is None
+    assert dashboard.org_dropdown.value == "all"
+
+
+def test_org_rows_without_an_org_do_not_open(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    rows = dashboard.table.displayed_rows()
+    na = [position for position, row in enumerate(rows) if row.texts["name"] == formatting.NA]
+    assert na, "the demo has a token whose owner has no profile"
+    assert not rows[na[0]].can_open
+    dashboard.table.click(na[0])
+    assert dashboard.usage.scope.org is None and dashboard.table.kind == "org"
+    assert f"label:nth-of-type({na[0] + 1})" in dashboard.table.body.value  # no click target there
+
+
+def test_a_user_can_open_only_their_own_and_their_teams_tokens(open_dashboard):
+    dashboard = open_dashboard(DEMO_USER_EMAIL, Selection(span="1w"))
+    rows = dashboard.table.displayed_rows()
+    opens = {row.texts["name"]: row.can_open for row in rows}
+    assert opens["dave-laptop"] and opens["platform-ci"] and opens["research-batch"]
+    assert not opens["ds-notebooks"]  # seen through user_id == his email only
+    dashboard.table.click(list(opens).index("ds-notebooks"))
+    assert dashboard.usage.scope.token is None and dashboard.table.kind == "token"
+    dashboard.table.click(list(opens).index("dave-laptop"))
+    assert dashboard.usage.scope.token.name == "dave-laptop" and dashboard.table.kind == "user_id"
+    assert dashboard.org_control.children == (dashboard.org_label,)
+    assert "Acme Research" in dashboard.org_label.value
+
+
+def test_service_account_tokens_show_their_account_with_a_badge(open_dashboard):
+    dashboard = open_dashboard(DEMO_ORG_ADMIN_EMAIL, Selection(span="1w"))
+    body = dashboard.table.body.value
+    rows = body.split('<div class="aq-tr aq-row')[1:]
+    assert len(rows) == len(dashboard.table.displayed_rows())
+    for row, cells in zip(dashboard.table.displayed_rows(), rows):
+        assert html.escape(row.texts["name"]) in cells
+        if row.is_service_account:
+            assert row.texts["name"] == row.values["service_account"]
+            assert '<span class="aq-badge">Service Account</span>' in cells
+        else:
+            assert "aq-badge" not in cells
+
+
+@pytest.mark.parametrize(
+    "viewer, forged",
+    [(DEMO_ORG_ADMIN_EMAIL, GLOBEX), (DEMO_ORG_ADMIN_EMAIL, "all"), (DEMO_USER_EMAIL, "all"), (DEMO_USER_EMAIL, "Globex Labs")],
+)
+def test_a_forged_org_shows_the_fallback(open_dashboard, viewer, forged):
+    dashboard = open_dashboard(viewer, Selection(org=forged))
+    assert dashboard.usage.scope.org.id == ACME
+    assert dashboard.selection.org == ACME
+    assert "Acme Research" in dashboard.org_label.value
+    assert "showing Acme Research" in dashboard.notice_box.value
+    dashboard.select(org=GLOBEX)
+    assert dashboard.usage.scope.org.id == ACME
+
+
+def test_admin_org_choice_and_unknown_org(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL)
+    assert dashboard.usage.scope.org.id == ACME  # an admin's default is their own org
+    labels = [label for label, _ in dashboard.org_dropdown.options]
+    assert labels == ["All", "Acme Research", "Globex Labs", "Initech", "Umbrella Partners"]
+    dashboard.org_dropdown.value = GLOBEX  # as the browser would
+    assert dashboard.usage.scope.org.id == GLOBEX
+    dashboard.select(org=999)
+    assert dashboard.usage.scope.org.id == ACME and dashboard.org_dropdown.value == ACME
+    assert "unknown org 999" in dashboard.notice_box.value
+
+
+def test_empty_table_says_so(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org=UMBRELLA))
+    assert dashboard.table.displayed() == []
+    assert EMPTY_TEXT in dashboard.table.body.value and dashboard.table.targets is None
+    assert dashboard.tile_texts()["Total Requests"] == "0"
+    assert dashboard.tile_texts()["Avg Resp Time (Completion)"] == "0.0 ms"
+    assert set(dashboard.models_chart.bars.y) == {0.0}
+
+
+def test_top_k_choice(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org=GLOBEX, token=PIPELINE_PROD, span="1w"))
+    assert len(dashboard.table.displayed()) == 100
+    dashboard.top_toggle.value = 10
+    assert len(dashboard.table.displayed()) == 10 and dashboard.usage.top_k == 10
+    dashboard.top_toggle.value = 25
+    assert len(dashboard.table.displayed()) == 25
+
+
+def test_a_hundred_rows_render_quickly(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org=GLOBEX, token=PIPELINE_PROD, span="1w"))
+    usage = dashboard.usage
+    assert len(usage.top) == 100
+    started = time.perf_counter()
+    dashboard.table.show(usage.top, usage.top_kind)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.3, f"100 rows took {elapsed:.3f} s"
+    assert dashboard.timings["total_s"] < 2.0
+
+
+def test_no_user_id_column_is_noticed(tmp_path):
+    builder = GatewayBuilder(f"sqlite:///{tmp_path / 'old.sqlite3'}", user_id_column=False)
+    tiny = build_tiny_org(builder)
+    builder.close()
+    config = DashboardConfig(db_url=tiny.url, viewer="root@example.org", now=datetime(2026, 11, 24, 12, tzinfo=timezone.utc))
+    dashboard = Dashboard(config)
+    try:
+        dashboard.refresh()
+        assert dashboard.error is None
+        assert "no user_id column" in dashboard.notice_box.value
+        assert dashboard.tile_texts()["Total Requests"] == f"{dashboard.usage.metrics.total_requests:,}"
+    finally:
+        dashboard.close()
+
+
+def test_dashboard_on_both_backends(gateway_db):
+    tiny = build_tiny_org(gateway_db())
+    config = DashboardConfig(db_url=tiny.url, viewer="olga@example.org", now=datetime(2026, 11, 24, 12, tzinfo=timezone.utc))
+    dashboard = Dashboard(config)
+    try:
+        dashboard.refresh()
+        assert dashboard.error is None
+        # Acme's tokens and the cross-org service account: 1 + 2+64+512+1024 + 4
+        assert dashboard.tile_texts()["Total Requests"] == "1,607"
+        assert dashboard.table.kind == "token"
+    finally:
+        dashboard.close()
+
+
+def test_serve_environment_checks_before_starting(demo_gateway, tmp_path):
+    import argparse
+
+    from usage_lib.serve import dashboard_environment, voila_command
+
+    args = argparse.Namespace(db=str(demo_gateway.path), router_config=demo_gateway.router_config,
+                              viewer=DEMO_USER_EMAIL, tz="Europe/Vienna", port=8866, host="127.0.0.1")
+    env = dashboard_environment(args, base={"AQUEDUCT_DEMO": "1"})
+    assert env["AQUEDUCT_DB_URL"] == demo_gateway.url and env["AQUEDUCT_VIEWER"] == DEMO_USER_EMAIL
+    assert env["AQUEDUCT_TZ"] == "Europe/Vienna" and "AQUEDUCT_DEMO" not in env
+    command = voila_command("127.0.0.1", 8866)
+    assert any(part.startswith("--Voila.config_file_paths=") and part.endswith("deploy") for part in command)
+    assert "--Voila.port=8866" in command and "--Voila.ip=127.0.0.1" in command
+
+    with pytest.raises(UsageError, match="who is looking"):
+        dashboard_environment(replace_ns(args, viewer=None), base={})
+    with pytest.raises(UsageError, match="unknown time zone"):
+        dashboard_environment(replace_ns(args, tz="Mars/Olympus"), base={})
+    with pytest.raises(UsageError, match="database file not found"):
+        dashboard_environment(replace_ns(args, db=str(tmp_path / "missing.sqlite3")), base={})
+
+
+def replace_ns(namespace, **changes):
+    import argparse
+
+    return argparse.Namespace(**{**vars(namespace), **changes})

@@ -1,0 +1,355 @@
+"""End to end: `usage-dashboard serve` runs a real Voila server, headless Chromium drives it.
+
+Needs Chromium (the `browser` fixture: skipped without it, failed under CI). The server
+serves the demo gateway at a fixed as-of time with identity from a proxy header, so one
+server shows every role. Screenshots go to test-output/dashboard/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO_ROOT
+from tests.support.dashboard import DEMO_NOW
+from usage_lib.cli import main as cli_main
+from usage_lib.dashboard import ROLE_NAMES, TILES
+from usage_lib.demo import DEMO_ADMIN_EMAIL, DEMO_ORG_ADMIN_EMAIL, DEMO_USER_EMAIL
+
+pytestmark = pytest.mark.browser
+
+STARTUP_TIMEOUT_S = 90
+STEP_TIMEOUT_MS = 30_000
+HEADER = "X-Forwarded-Email"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen, url: str) -> None:
+        self.process = process
+        self.url = url
+        self.output: list[str] = []
+
+    def log(self) -> str:
+        return "".join(self.output[-60:])
+
+
+@pytest.fixture(scope="module")
+def voila_server(demo_gateway):
+    """`usage-dashboard serve` on a free port; the URL it prints once Voila listens."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AQUEDUCT_") and key != "QUERY_STRING"}
+    env.update({"AQUEDUCT_IDENTITY": "header", "AQUEDUCT_NOW": DEMO_NOW.isoformat(), "PYTHONUNBUFFERED": "1"})
+    command = [sys.executable, "-m", "usage_lib.cli", "serve", "--db", demo_gateway.url,
+               "--router-config", str(demo_gateway.router_config), "--port", str(port)]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    server = Server(process, "")
+    printed = threading.Event()
+
+    def pump() -> None:
+        for line in process.stdout:
+            server.output.append(line)
+            match = re.search(r"served at (http://\S+)", line)
+            if match:
+                server.url = match.group(1)
+                printed.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        if not printed.wait(STARTUP_TIMEOUT_S):
+            pytest.fail(f"usage-dashboard serve printed no URL:\n{server.log()}", pytrace=False)
+        assert server.url == f"http://127.0.0.1:{port}/"
+        yield server
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def shots(test_output_dir) -> Path:
+    folder = test_output_dir / "dashboard"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def report(capsys, gateway, viewer: str, **view) -> dict:
+    """`usage-dashboard report --format json` for the same viewer and view."""
+    argv = ["report", "--db", gateway.url, "--router-config", str(gateway.router_config), "--viewer", viewer,
+            "--now", DEMO_NOW.isoformat(), "--format", "json"]
+    for key, value in view.items():
+        argv += [f"--{key}", str(value)]
+    capsys.readouterr()
+    assert cli_main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def expected_tiles(data: dict) -> dict[str, str]:
+    return {label: fmt(data["metrics"][key]) for key, label, fmt in TILES}
+
+
+def open_page(browser, server: Server, viewer: str, width: int = 1366, height: int = 768, query: str = ""):
+    context = browser.new_context(viewport={"width": width, "height": height}, extra_http_headers={HEADER: viewer})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "Could not create" in m.text else None)
+    started = time.perf_counter()
+    page.goto(server.url + (f"?{query}" if query else ""), timeout=STEP_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('.aq-tile-value');"
+        " return v && v.textContent !== '\u2014' && document.querySelectorAll('.aq-timeseries rect.bar').length > 0; }",
+        timeout=60_000,
+    )
+    page.first_render_s = time.perf_counter() - started
+    page.widget_errors = errors
+    return page
+
+
+def tiles(page) -> dict[str, str]:
+    return page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('.aq-tile')].map(t =>"
+        " [t.querySelector('.aq-tile-label').textContent, t.querySelector('.aq-tile-value').textContent]))"
+    )
+
+
+def wait_for_tiles(page, expected: dict[str, str]) -> float:
+    started = time.perf_counter()
+    page.wait_for_function(
+        "(expected) => !document.querySelector('.aq-dashboard.aq-loading') && Object.entries(expected).every(([label, value]) =>"
+        " [...document.querySelectorAll('.aq-tile')].some(t => t.querySelector('.aq-tile-label').textContent === label"
+        " && t.querySelector('.aq-tile-value').textContent === value))",
+        arg=expected,
+        timeout=STEP_TIMEOUT_MS,
+    )
+    return time.perf_counter() - started
+
+
+def table(page) -> dict:
+    return page.evaluate(
+        "() => ({"
+        " headers: [...document.querySelectorAll('.aq-thead .aq-th')].map(b => b.textContent.trim()),"
+        " rows: [...document.querySelectorAll('.aq-table .aq-row')].map(r => ({"
+        "   cells: [...r.querySelectorAll('.aq-td')].map(c => c.querySelector('.aq-name-text')"
+        "       ? c.querySelector('.aq-name-text').textContent : c.textContent),"
+        "   badge: !!r.querySelector('.aq-badge'), opens: r.classList.contains('aq-clickable')})),"
+        " empty: !!document.querySelector('.aq-table .aq-empty')})"
+    )
+
+
+def wait_for_heading(page, heading: str, rows: int | None = None) -> float:
+    started = time.perf_counter()
+    page.wait_for_function(
+        "([heading, rows]) => !document.querySelector('.aq-dashboard.aq-loading')"
+        " && [...document.querySelectorAll('.aq-thead .aq-th')].some(b => b.textContent.trim().startsWith(heading))"
+        " && (rows === null || document.querySelectorAll('.aq-table .aq-row').length === rows)",
+        arg=[heading, rows],
+        timeout=STEP_TIMEOUT_MS,
+    )
+    return time.perf_counter() - started
+
+
+def row_cells(data: dict, kind: str) -> list[list[str]]:
+    out = []
+    for row in data["top"]["rows"]:
+        name = (row.get("service_account") or row["name"]) if kind == "token" else row["name"]
+        cells = [str(row["rank"]), name or "N/A"] + [f"{row[k]:,}" for k in ("requests", "input_tokens", "output_tokens", "total_tokens")]
+        if kind == "token":
+            cells += [row["owner_email"] or "N/A", row["service_account"] or "N/A"]
+        out.append(cells)
+    return out
+
+
+def click_row(page, name: str) -> None:
+    """Click a row as a person does: on the transparent target laid over it."""
+    target = page.locator(".aq-row-targets .widget-radio-box > label", has_text=re.compile(f"^Open {re.escape(name)}$")).first
+    box = target.bounding_box()
+    row = page.locator(".aq-table .aq-row", has=page.locator(".aq-name-text", has_text=re.compile(f"^{re.escape(name)}$"))).first
+    row_box = row.bounding_box()
+    assert abs(box["y"] - row_box["y"]) < 1 and abs(box["height"] - row_box["height"]) < 1, (box, row_box)
+    target.click()
+
+
+def bar_heights(page, chart: str) -> list[str]:
+    return page.eval_on_selector_all(f".aq-{chart} rect.bar", "bars => bars.map(b => b.getAttribute('height') + '/' + b.getAttribute('width'))")
+
+
+def full_screenshot(page, path: Path) -> None:
+    """The whole dashboard: Voila scrolls inside #rendered_cells, so grow the viewport."""
+    size = page.viewport_size
+    height = page.evaluate("() => Math.ceil(document.querySelector('.aq-dashboard').getBoundingClientRect().height)")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+    page.wait_for_timeout(300)
+    page.screenshot(path=path)
+    page.set_viewport_size(size)
+
+
+def test_dashboard_in_a_browser(browser, voila_server, demo_gateway, capsys, shots):
+    timings: dict[str, float] = {}
+    page = open_page(browser, voila_server, DEMO_ADMIN_EMAIL)
+    timings["first_render_s"] = page.first_render_s
+    try:
+        # -- the tiles and the table are the report's figures -----------------------------
+        data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL)
+        assert data["scope"]["org"]["name"] == "Acme Research"
+        assert tiles(page) == expected_tiles(data)
+        shown = table(page)
+        assert shown["headers"][:2] == ["# \u25b2", "API Key"]
+        assert [row["cells"] for row in shown["rows"]] == row_cells(data, "token")
+        assert all(row["badge"] == bool(r["service_account"]) for row, r in zip(shown["rows"], data["top"]["rows"]))
+        assert page.locator(".aq-title h1").text_content() == "Usage Dashboard"
+        assert "as of 2026-11-24 12:00:00 (UTC)" in page.locator(".aq-asof").inner_text()
+        page.screenshot(path=shots / "01-admin-acme-1d.png")
+
+        # -- the time frame: tiles and both charts change -------------------------------------
+        before = {"timeseries": bar_heights(page, "timeseries"), "models": bar_heights(page, "models")}
+        page.locator(".aq-span button", has_text="1w").click()
+        data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, span="1w")
+        timings["refresh_s"] = wait_for_tiles(page, expected_tiles(data))
+        page.wait_for_function("() => document.querySelectorAll('.aq-timeseries rect.bar').length === 8")
+        assert bar_heights(page, "models") != before["models"]
+        assert bar_heights(page, "timeseries") != before["timeseries"]
+        assert [row["cells"] for row in table(page)["rows"]] == row_cells(data, "token")
+
+        # -- the org: All ------------------------------------------------------------------------
+        before = {"timeseries": bar_heights(page, "timeseries"), "models": bar_heights(page, "models")}
+        page.select_option(".aq-org-select select", label="All")
+        data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org="all", span="1w")
+        wait_for_tiles(page, expected_tiles(data))
+        wait_for_heading(page, "Organization")
+        assert bar_heights(page, "models") != before["models"]
+        assert bar_heights(page, "timeseries") != before["timeseries"]
+        assert [row["cells"] for row in table(page)["rows"]] == row_cells(data, "org")
+        page.screenshot(path=shots / "02-admin-all-1w.png")
+
+        # -- a tooltip: bucket time and count ----------------------------------------------------
+        page.locator(".aq-timeseries rect.bar").nth(7).hover()
+        page.wait_for_function("() => (document.querySelector('.aq-chart-tip') || {}).textContent?.includes('requests')")
+        tip = page.evaluate("() => [...document.querySelectorAll('.aq-chart-tip')].map(t => t.innerText).find(t => t.includes('requests'))")
+        count = data["timeseries"][7]["requests"]
+        assert "2026-11-24" in tip and f"{count:,} requests" in tip
+        page.mouse.move(1, 1)
+
+        # -- sort by two columns; the rank stays the rank by requests ----------------------------
+        ranks = {tuple(row["cells"][1:]): row["cells"][0] for row in table(page)["rows"]}
+        page.locator(".aq-thead .aq-th", has_text="Requests").click()
+        page.wait_for_function("() => document.querySelector('.aq-thead').textContent.includes('Requests \u25b2')")
+        rows = table(page)["rows"]
+        requests = [int(row["cells"][2].replace(",", "")) for row in rows]
+        assert requests == sorted(requests) and requests != [int(r["requests"]) for r in data["top"]["rows"]]
+        assert all(ranks[tuple(row["cells"][1:])] == row["cells"][0] for row in rows)
+        page.locator(".aq-thead .aq-th", has_text="Organization").click()
+        page.locator(".aq-thead .aq-th", has_text="Organization").click()
+        page.wait_for_function("() => document.querySelector('.aq-thead').textContent.includes('Organization \u25bc')")
+        rows = table(page)["rows"]
+        names = [row["cells"][1] for row in rows]
+        assert names == ["Initech", "Globex Labs", "Acme Research", "N/A"]  # missing names last
+        assert all(ranks[tuple(row["cells"][1:])] == row["cells"][0] for row in rows)
+        page.screenshot(path=shots / "03-admin-all-sorted.png")
+
+        # -- drill down: org -> token -> user_id, and back ---------------------------------------
+        click_row(page, "Globex Labs")
+        data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org=2, span="1w")
+        wait_for_heading(page, "API Key")
+        wait_for_tiles(page, expected_tiles(data))
+        assert page.locator(".aq-org-select select").input_value() == "Globex Labs"
+        assert page.locator(".aq-back-orgs").is_visible()
+        page.screenshot(path=shots / "04-admin-globex-tokens.png")
+
+        click_row(page, "ml-pipeline")
+        data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org=2, token=20, span="1w")
+        assert len(data["top"]["rows"]) == 100
+        timings["hundred_rows_s"] = wait_for_heading(page, "User ID", rows=100)
+        wait_for_tiles(page, expected_tiles(data))
+        assert "ml-pipeline" in page.locator(".aq-title").inner_text()
+        assert [row["cells"] for row in table(page)["rows"]] == row_cells(data, "user_id")
+        full_screenshot(page, shots / "05-admin-pipeline-user-ids-full.png")
+
+        page.locator(".aq-back-tokens").click()
+        wait_for_heading(page, "API Key")
+        page.locator(".aq-back-orgs").click()
+        wait_for_heading(page, "Organization")
+
+        # -- a double click cannot race: one drill-down, not two ----------------------------------
+        page.locator(".aq-row-targets .widget-radio-box > label").first.dblclick()  # Acme Research, rank 1
+        wait_for_heading(page, "API Key")
+        page.wait_for_timeout(1000)
+        assert table(page)["headers"][1] == "API Key"
+        assert not page.locator(".aq-back-tokens").is_visible()
+        assert page.widget_errors == []
+    finally:
+        page.context.close()
+        (shots / "timings.json").write_text(json.dumps(timings, indent=2))
+    assert timings["hundred_rows_s"] < 5
+
+
+@pytest.mark.parametrize(
+    "viewer, role",
+    [(DEMO_ADMIN_EMAIL, "admin"), (DEMO_ORG_ADMIN_EMAIL, "org-admin"), (DEMO_USER_EMAIL, "user")],
+)
+def test_every_role_at_two_screen_sizes(browser, voila_server, demo_gateway, capsys, shots, viewer, role):
+    page = open_page(browser, voila_server, viewer, 1366, 768)
+    try:
+        data = report(capsys, demo_gateway, viewer)
+        assert tiles(page) == expected_tiles(data)
+        assert ROLE_NAMES[role] in page.locator(".aq-subtitle").inner_text()
+        has_dropdown = page.locator(".aq-org-select select").count() > 0
+        assert has_dropdown == (role == "admin")
+        if role != "admin":
+            assert page.locator(".aq-org-name").inner_text() == "Acme Research"
+        # Nothing overflows the page sideways; the tiles sit on one row.
+        assert page.evaluate("() => document.querySelector('.aq-dashboard').scrollWidth <= window.innerWidth")
+        tops = page.eval_on_selector_all(".aq-tile", "tiles => tiles.map(t => Math.round(t.getBoundingClientRect().top))")
+        assert len(set(tops)) == 1
+        page.screenshot(path=shots / f"{role}-1366x768.png")
+        full_screenshot(page, shots / f"{role}-1366-full.png")
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.wait_for_timeout(500)
+        assert page.evaluate("() => document.querySelector('.aq-dashboard').scrollWidth <= window.innerWidth")
+        page.screenshot(path=shots / f"{role}-1920x1080.png")
+        assert page.widget_errors == []
+    finally:
+        page.context.close()
+
+
+def test_an_unknown_viewer_gets_a_message_not_a_traceback(browser, voila_server, shots):
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, extra_http_headers={HEADER: "nobody@example.org"})
+    page = context.new_page()
+    try:
+        page.goto(voila_server.url)
+        page.wait_for_selector(".aq-error-text", timeout=60_000)
+        text = page.locator(".aq-error-text").inner_text()
+        assert "unknown viewer 'nobody@example.org'" in text
+        assert "Traceback" not in page.content()
+        assert not page.locator(".aq-tiles").is_visible()
+        page.screenshot(path=shots / "unknown-viewer.png")
+    finally:
+        context.close()
+
+
+def test_no_identity_header_is_refused(voila_server):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(voila_server.url, timeout=30)
+    assert refused.value.code == 403

@@ -1,0 +1,278 @@
+"""The two bqplot charts: requests over time and requests by model.
+
+Each chart is built once and updated in place from a `Usage`'s frames (the figures
+are never recomputed here). bqplot traps handled (see STACK-NOTES):
+
+- the date scale is padded by half a bucket on both sides, or the first and last bars
+  are clipped;
+- the ordinal scale's domain is set on every update, or it keeps its first order;
+- figures get ``flex: 0 0 auto`` so a flex parent cannot squeeze them;
+- values are sent as float64 (int64 would go out as int32) and times as naive
+  wall-clock datetimes (bqplot formats them in UTC, so naive wall clock shows as is).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import html
+import math
+
+import bqplot as bq
+import numpy as np
+import pandas as pd
+import ipywidgets as widgets
+from ipywidgets import Layout
+
+from usage_lib import formatting
+
+#: The palette, shared with the page's stylesheet (dashboard.py).
+PRIMARY = "#4f46e5"
+MUTED = "#c7d2fe"
+AXIS_COLOR = "#64748b"
+GRID_COLOR = "#e2e8f0"
+
+TIMESERIES_HEIGHT = 260
+MODEL_ROW_HEIGHT = 30
+MODEL_CHART_PADDING = 56
+MODEL_CHART_MIN_HEIGHT = 140
+
+
+def _axis_style(axis: bq.Axis) -> bq.Axis:
+    axis.color = AXIS_COLOR
+    axis.grid_color = GRID_COLOR
+    axis.tick_style = {"font-size": "11px", "fill": AXIS_COLOR}
+    return axis
+
+
+def _figure(marks, axes, margin, height: int) -> bq.Figure:
+    return bq.Figure(
+        marks=marks,
+        axes=axes,
+        fig_margin=margin,
+        padding_x=0,
+        padding_y=0,
+        background_style={"fill": "white"},
+        layout=Layout(width="100%", height=f"{height}px", flex="0 0 auto", min_width="0"),
+        animation_duration=0,
+        display_toolbar=False,
+    )
+
+
+def nice_ticks(value: float, intervals: int = 4) -> np.ndarray:
+    """Round tick values from 0 to just above `value` (1, 2, 2.5 or 5 times a power of 10)."""
+    value = max(float(value), 1.0)
+    raw = value / intervals
+    magnitude = 10 ** math.floor(math.log10(raw))
+    # Counts are integers: no step below 1, no 2.5 below 10.
+    candidates = [m * magnitude for m in (1, 2, 2.5, 5, 10) if (m * magnitude) >= 1 and float(m * magnitude).is_integer()]
+    step = next((c for c in candidates if c * intervals >= value), candidates[-1] if candidates else 1.0)
+    top = step * math.ceil(value / step)
+    if top == value:  # leave a little room above the tallest bar
+        top += step
+    return np.arange(0.0, top + step / 2, step)
+
+
+#: Time axis: a tick every so many minutes / hours / buckets, by span.
+TICK_EVERY = {"1h": ("minute", 10), "1d": ("hour", 3), "1w": ("bucket", 2)}
+
+
+def time_ticks(positions: np.ndarray, starts: list, span: str) -> np.ndarray:
+    """Tick positions on round bucket starts: every 10 minutes, every 3 hours, or every
+    other day counting back from today's (so the newest day is always labelled)."""
+    unit, every = TICK_EVERY.get(span, ("hour", 3))
+    last = len(starts) - 1
+    picked = []
+    for index, (position, moment) in enumerate(zip(positions, starts)):
+        number = {"minute": moment.minute, "hour": moment.hour, "bucket": last - index}[unit]
+        if number % every == 0:
+            picked.append(position)
+    return np.array(picked, dtype="datetime64[ms]")
+
+
+def wall_clock_positions(starts: list[datetime]) -> np.ndarray:
+    """Bar positions for bqplot: naive wall-clock times of the buckets' starts.
+
+    When the wall clock repeats (autumn DST change inside a 1h or 1d window), two
+    buckets would share a position: then every bucket is placed at its real instant
+    shifted by the newest bucket's UTC offset, so bars stay apart and ordered.
+    """
+    if not starts:
+        return np.array([], dtype="datetime64[ms]")
+    naive = [moment.replace(tzinfo=None) for moment in starts]
+    if len(set(naive)) != len(naive):
+        offset = starts[-1].utcoffset() or timedelta(0)
+        naive = [moment.astimezone(timezone.utc).replace(tzinfo=None) + offset for moment in starts]
+    return np.array(naive, dtype="datetime64[ms]")
+
+
+class HoverTip:
+    """A chart tooltip: an HTML widget the kernel fills when a bar is hovered.
+
+    bqplot 0.13.1's own Tooltip cannot format times: a date format with ":" is taken for
+    a number format and the tooltip's view fails to render. This one shows any text, in
+    the page's style, for both charts.
+    """
+
+    def __init__(self, noun: str = "requests") -> None:
+        self.widget = widgets.HTML("", layout=Layout(width="auto"))
+        self.widget.add_class("aq-chart-tip")
+        self.noun = noun
+        self.rows: list[tuple[str, int]] = []
+
+    def set_rows(self, rows: list[tuple[str, int]]) -> None:
+        self.rows = rows
+        self.widget.value = ""
+
+    def html_for(self, index: int) -> str:
+        if not 0 <= index < len(self.rows):
+            return ""
+        title, count = self.rows[index]
+        return (
+            f'<div class="aq-tip-title">{html.escape(title)}</div>'
+            f'<div class="aq-tip-count"><b>{count:,}</b> {self.noun}</div>'
+        )
+
+    def on_hover(self, _mark, content: dict) -> None:
+        point = content.get("point") or content.get("data") or {}
+        index = point.get("index") if isinstance(point, dict) else None
+        if isinstance(index, int):
+            self.widget.value = self.html_for(index)
+
+
+class TimeseriesChart:
+    """"Requests Over Time": one bar per bucket on a date axis, tooltips with time and count."""
+
+    def __init__(self) -> None:
+        self.x_scale = bq.DateScale()
+        self.y_scale = bq.LinearScale(min=0.0, max=1.0)
+        self.tip = HoverTip()
+        self.bars = bq.Bars(
+            x=np.array([], dtype="datetime64[ms]"),
+            y=np.array([], dtype="float64"),
+            scales={"x": self.x_scale, "y": self.y_scale},
+            colors=[PRIMARY],
+            padding=0.15,
+            align="center",
+            tooltip=self.tip.widget,
+            tooltip_style={"opacity": 1.0},
+            stroke="white",
+            stroke_width=0.0,
+            opacities=[1.0],
+        )
+        self.bars.on_hover(self.tip.on_hover)
+        self.x_axis = _axis_style(bq.Axis(scale=self.x_scale, grid_lines="none", tick_format="%H:%M"))
+        self.y_axis = _axis_style(
+            bq.Axis(scale=self.y_scale, side="left", grid_lines="solid", tick_format=",d")
+        )
+        self.figure = _figure(
+            [self.bars], [self.x_axis, self.y_axis], {"top": 12, "bottom": 36, "left": 56, "right": 16}, TIMESERIES_HEIGHT
+        )
+        self.figure.add_class("aq-chart")
+        self.figure.add_class("aq-timeseries")
+
+    def update(self, timeseries: pd.DataFrame, span: str) -> None:
+        """Show `usage.timeseries` (bucket, requests) for `span`."""
+        starts = list(timeseries["bucket"])
+        x = wall_clock_positions(starts)
+        y = timeseries["requests"].to_numpy(dtype="float64")
+        if len(x):
+            if len(x) > 1:
+                step = (x[1:] - x[:-1]).min()
+            else:
+                step = np.timedelta64(int(formatting_step_ms(span)), "ms")
+            half = step / 2
+            lo, hi = (x[0] - half).astype(datetime), (x[-1] + half).astype(datetime)
+        else:
+            lo = hi = None
+        ticks = nice_ticks(y.max() if len(y) else 0)
+        self.tip.set_rows([(formatting.bucket(moment, span), int(n)) for moment, n in zip(starts, timeseries["requests"])])
+        with self.bars.hold_sync(), self.x_scale.hold_sync(), self.y_scale.hold_sync(), self.x_axis.hold_sync():
+            self.x_scale.min = lo
+            self.x_scale.max = hi
+            self.y_scale.max = float(ticks[-1])
+            self.y_axis.tick_values = ticks
+            self.x_axis.tick_values = time_ticks(x, starts, span)
+            self.x_axis.tick_format = formatting.AXIS_FORMATS_D3.get(span, "%H:%M")
+            self.bars.x = x
+            self.bars.y = y
+
+    def clear(self) -> None:
+        self.tip.set_rows([])
+        with self.bars.hold_sync():
+            self.bars.x = np.array([], dtype="datetime64[ms]")
+            self.bars.y = np.array([], dtype="float64")
+
+
+def formatting_step_ms(span: str) -> int:
+    return {"1h": 60_000, "1d": 3_600_000, "1w": 86_400_000}.get(span, 3_600_000)
+
+
+class ModelsChart:
+    """"Requests by Model": horizontal bars, every configured model (zeros too), largest on
+    top; the figure grows with the number of models."""
+
+    def __init__(self) -> None:
+        self.model_scale = bq.OrdinalScale(reverse=True)
+        self.count_scale = bq.LinearScale(min=0.0, max=1.0)
+        self.tip = HoverTip()
+        self.bars = bq.Bars(
+            x=np.array([], dtype=str),
+            y=np.array([], dtype="float64"),
+            scales={"x": self.model_scale, "y": self.count_scale},
+            orientation="horizontal",
+            # bqplot treats a bar at its base as negative and puts its label left of the
+            # axis; a base a hair below 0 keeps the "0" of unused models readable.
+            base=-1e-9,
+            colors=[PRIMARY],
+            padding=0.3,
+            tooltip=self.tip.widget,
+            tooltip_style={"opacity": 1.0},
+            label_display=True,
+            label_display_format=",d",
+            label_font_style={"font-size": "11px", "fill": "#334155", "text-anchor": "start", "dominant-baseline": "central", "font-weight": "600"},
+            # horizontal bars swap the offsets: "vertical" moves the label along the bar
+            label_display_horizontal_offset=0,
+            label_display_vertical_offset=6,
+        )
+        self.bars.on_hover(self.tip.on_hover)
+        self.model_axis = _axis_style(bq.Axis(scale=self.model_scale, side="left", grid_lines="none"))
+        self.count_axis = _axis_style(
+            bq.Axis(scale=self.count_scale, side="bottom", grid_lines="solid", tick_format=",d")
+        )
+        self.figure = _figure(
+            [self.bars],
+            [self.model_axis, self.count_axis],
+            {"top": 8, "bottom": 32, "left": 160, "right": 48},
+            MODEL_CHART_MIN_HEIGHT,
+        )
+        self.figure.add_class("aq-chart")
+        self.figure.add_class("aq-models")
+
+    @staticmethod
+    def height_for(n_models: int) -> int:
+        return max(MODEL_CHART_MIN_HEIGHT, MODEL_CHART_PADDING + MODEL_ROW_HEIGHT * n_models)
+
+    def update(self, models: pd.DataFrame) -> None:
+        """Show `usage.models` (model, requests) in its display order, first on top."""
+        names = [formatting.name(model) for model in models["model"]]
+        counts = models["requests"].to_numpy(dtype="float64")
+        longest = max((len(n) for n in names), default=8)
+        self.tip.set_rows([(name, int(n)) for name, n in zip(names, models["requests"])])
+        with self.bars.hold_sync(), self.model_scale.hold_sync(), self.count_scale.hold_sync():
+            self.model_scale.domain = names
+            # Room right of the longest bar for its label (marks are clipped to the plot).
+            ticks = nice_ticks((counts.max() if len(counts) else 0) / 0.85)
+            self.count_scale.max = float(ticks[-1])
+            self.count_axis.tick_values = ticks
+            self.bars.x = np.array(names, dtype=str)
+            self.bars.y = counts
+        self.figure.fig_margin = {"top": 8, "bottom": 32, "left": min(260, 24 + 7 * longest), "right": 48}
+        self.figure.layout.height = f"{self.height_for(len(names))}px"
+
+    def clear(self) -> None:
+        self.tip.set_rows([])
+        with self.bars.hold_sync(), self.model_scale.hold_sync():
+            self.model_scale.domain = []
+            self.bars.x = np.array([], dtype=str)
+            self.bars.y = np.array([], dtype="float64")

@@ -1,0 +1,572 @@
+"""The dashboard page: filters, metric tiles, two charts and the top table, as ipywidgets.
+
+Data flows one way: `DashboardConfig` (environment) -> viewer and requested `Selection`
+-> one `compute_usage` call per refresh -> `Usage` frames -> widgets. Widgets never
+build SQL and never decide who may see what: every change (org, span, top-k, a row
+click, a back button) only updates the *requested* selection and refreshes; the core
+checks it against the viewer's role, and the widgets then show the *effective* scope
+it returns (`usage.scope`), so a forged org or token shows the fallback, not more data.
+
+In a notebook (or Voila)::
+
+    from usage_lib.dashboard import show_dashboard
+    dashboard = show_dashboard()          # configuration from the environment
+    dashboard.usage.top                   # the frames behind what is shown
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import ipywidgets as widgets
+
+from usage_lib import charts, formatting
+from usage_lib.db import Database, open_database
+from usage_lib.errors import UsageError
+from usage_lib.report import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
+from usage_lib.routerconfig import load_router_config
+from usage_lib.table import COLUMNS, Row, TopTable
+from usage_lib.timebuckets import SPANS
+
+log = logging.getLogger("usage_lib.dashboard")
+if not log.handlers:
+    # Inside a kernel sys.stderr is the notebook's output; logs belong in the server's.
+    _handler = logging.StreamHandler(sys.__stderr__)
+    _handler.setFormatter(logging.Formatter("[usage_lib.dashboard] %(levelname)s %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+ENV_DB_URL = "AQUEDUCT_DB_URL"
+ENV_ROUTER_CONFIG = "AQUEDUCT_ROUTER_CONFIG"
+ENV_VIEWER = "AQUEDUCT_VIEWER"
+ENV_TZ = "AQUEDUCT_TZ"
+ENV_NOW = "AQUEDUCT_NOW"
+ENV_DEMO = "AQUEDUCT_DEMO"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_DB = Path("demo") / "demo.sqlite3"
+
+
+# --------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """Where the data is and who is looking; read once per page view."""
+
+    db_url: str
+    router_config: Path | None = None
+    viewer: str | None = None
+    tz: str = "UTC"
+    now: datetime | None = None
+    #: What the page opens with (the URL's org/span/token/top, if any).
+    selection: Selection = field(default_factory=Selection)
+    demo: bool = False
+    #: A configuration problem to show instead of figures (e.g. no viewer).
+    problem: str | None = None
+
+
+def default_demo_db() -> Path:
+    """The demo database `usage-dashboard serve` builds: demo/demo.sqlite3 in the checkout
+    (or under the working directory, or its parent, for a notebook in notebooks/)."""
+    candidates = [REPO_ROOT / DEMO_DB, Path.cwd() / DEMO_DB, Path.cwd().parent / DEMO_DB]
+    return next((path for path in candidates if path.exists()), candidates[0])
+
+
+def config_from_environment(env: Mapping[str, str] | None = None) -> DashboardConfig:
+    """The dashboard's configuration from environment variables; never raises.
+
+    - ``AQUEDUCT_DB_URL``: SQLAlchemy URL or SQLite file path; unset = the demo database
+      (demo mode);
+    - ``AQUEDUCT_ROUTER_CONFIG``: LiteLLM router config; in demo mode the demo's;
+    - the viewer: `usage_lib.identity` (proxy header, JupyterHub user, or
+      ``AQUEDUCT_VIEWER``); in demo mode the demo's global admin by default;
+    - ``AQUEDUCT_TZ`` (IANA zone, default UTC) and ``AQUEDUCT_NOW`` (ISO as-of time; unset
+      = live);
+    - ``QUERY_STRING`` (set by Voila): the gateway's ``?org=&span=&token=`` plus ``top``.
+
+    A problem (no viewer, a bad time) is kept in `problem` for the page to show.
+    """
+    from usage_lib import identity, urlstate
+    from usage_lib.cli import db_url as as_url
+
+    env = dict(os.environ if env is None else env)
+    problems: list[str] = []
+    raw_url = env.get(ENV_DB_URL, "").strip()
+    demo = not raw_url or env.get(ENV_DEMO) == "1"
+    router: Path | None = Path(env[ENV_ROUTER_CONFIG]) if env.get(ENV_ROUTER_CONFIG) else None
+    if raw_url:
+        url = as_url(raw_url)
+    else:
+        from usage_lib.demo import demo_paths
+
+        demo_db = default_demo_db()
+        url, demo_router = demo_paths(demo_db)
+        if router is None:
+            router = demo_router
+        if not demo_db.exists():
+            problems.append(f"demo database not found at {demo_db}: run `usage-dashboard demo` (or `make serve`) first")
+    if demo:
+        env[ENV_DEMO] = "1"
+
+    tz = env.get(ENV_TZ, "").strip() or "UTC"
+    now = None
+    if env.get(ENV_NOW, "").strip():
+        try:
+            now = datetime.fromisoformat(env[ENV_NOW].strip())
+        except ValueError:
+            problems.append(f"{ENV_NOW} is not an ISO 8601 time: {env[ENV_NOW]!r}")
+
+    viewer = None
+    try:
+        from usage_lib.demo import DEMO_ADMIN_EMAIL
+
+        viewer = identity.resolve_viewer_name(env, demo_viewer=DEMO_ADMIN_EMAIL if demo else None)
+    except UsageError as exc:
+        problems.append(str(exc))
+
+    selection = urlstate.selection_from_query(env.get("QUERY_STRING"), Selection(tz=tz, now=now))
+    return DashboardConfig(
+        db_url=url,
+        router_config=router,
+        viewer=viewer,
+        tz=tz,
+        now=now,
+        selection=selection,
+        demo=demo,
+        problem="; ".join(problems) or None,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------
+
+TILES = (
+    ("total_requests", "Total Requests", formatting.count),
+    ("failed_requests", "Failed Requests", formatting.count),
+    ("avg_response_ms_completion", "Avg Resp Time (Completion)", formatting.milliseconds),
+    ("avg_response_ms_embedding", "Avg Resp Time (Embedding)", formatting.milliseconds),
+    ("input_tokens", "Input Tokens", formatting.count),
+    ("output_tokens", "Output Tokens", formatting.count),
+    ("total_tokens", "Total Tokens", formatting.count),
+)
+
+TABLE_TITLES = {"org": "Requests by Organization", "token": "Requests by API Key", "user_id": "Requests by User ID"}
+ROLE_NAMES = {"admin": "Global admin", "org-admin": "Org admin", "user": "User"}
+SPAN_LABELS = {"1h": "last hour", "1d": "last 24 hours", "1w": "last 7 days"}
+
+STYLESHEET_PATH = Path(__file__).with_name("templates") / "dashboard.css"
+
+
+def _stylesheet() -> str:
+    return f"<style>{STYLESHEET_PATH.read_text(encoding='utf-8')}</style>"
+
+
+def _card(title: widgets.Widget, *body: widgets.Widget, css: str = "") -> widgets.VBox:
+    card = widgets.VBox([title, *body], layout=widgets.Layout())
+    card.add_class("aq-card")
+    if css:
+        card.add_class(css)
+    return card
+
+
+def _html(value: str = "", css: str = "") -> widgets.HTML:
+    widget = widgets.HTML(value)
+    if css:
+        widget.add_class(css)
+    return widget
+
+
+Compute = Callable[..., Usage]
+
+
+class Dashboard:
+    """The dashboard of one viewer. `refresh()` recomputes everything from the core.
+
+    `selection` is what is *requested* (org, span, token, top); after each refresh it
+    becomes the scope the core actually showed.
+    """
+
+    def __init__(
+        self,
+        config: DashboardConfig,
+        selection: Selection | None = None,
+        *,
+        database: Database | None = None,
+        models: Sequence[str] | None = None,
+        compute: Compute = compute_usage,
+    ) -> None:
+        self.config = config
+        base = selection or config.selection
+        self.selection = dataclasses.replace(base, tz=config.tz, now=config.now)
+        self.usage: Usage | None = None
+        self.error: str | None = None
+        self.timings: dict[str, float] = {}
+        self._db = database
+        self._models = models
+        self._models_loaded = database is not None or models is not None
+        self._compute = compute
+        self._busy = False
+        self._syncing = False
+        self._build()
+
+    # -- widgets ----------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.title = _html(self._title_html(None), "aq-title")
+        self.subtitle = _html("", "aq-subtitle")
+        self.spinner = _html('<div class="aq-spinner-ring"></div><span>Loading\u2026</span>', "aq-spinner")
+        heading = widgets.VBox([self.title, self.subtitle])
+        heading.add_class("aq-heading")
+        self.header = widgets.HBox([heading, self.spinner])
+        self.header.add_class("aq-header")
+
+        self.org_dropdown = widgets.Dropdown(options=[], layout=widgets.Layout(width="auto"))
+        self.org_dropdown.add_class("aq-org-select")
+        self.org_dropdown.observe(self._on_org, names="value")
+        self.org_label = _html("", "aq-org-name")
+        self.org_control = widgets.Box([self.org_label])
+        self.org_control.add_class("aq-control-body")
+        self.span_toggle = widgets.ToggleButtons(
+            options=list(SPANS), value=self.selection.span if self.selection.span in SPANS else "1d",
+            tooltips=[SPAN_LABELS[s] for s in SPANS],
+        )
+        self.span_toggle.add_class("aq-segmented")
+        self.span_toggle.add_class("aq-span")
+        self.span_toggle.observe(self._on_span, names="value")
+        self.top_toggle = widgets.ToggleButtons(
+            options=[(str(k), k) for k in TOP_CHOICES],
+            value=self.selection.top if self.selection.top in TOP_CHOICES else TOP_CHOICES[-1],
+            tooltips=[f"Show the top {k} rows" for k in TOP_CHOICES],
+        )
+        self.top_toggle.add_class("aq-segmented")
+        self.top_toggle.add_class("aq-top")
+        self.top_toggle.observe(self._on_top, names="value")
+        self.as_of = _html("", "aq-asof")
+        spacer = widgets.Box()
+        spacer.add_class("aq-spacer")
+        self.filters = widgets.HBox(
+            [
+                self._control("Organization", self.org_control, "aq-control-org"),
+                self._control("Time Frame", self.span_toggle, "aq-control-span"),
+                self._control("Top", self.top_toggle, "aq-control-top"),
+                spacer,
+                self.as_of,
+            ]
+        )
+        self.filters.add_class("aq-filters")
+
+        self.error_box = _html("", "aq-error")
+        self.retry_button = widgets.Button(description="Try again", tooltip="Load the figures again")
+        self.retry_button.add_class("aq-retry")
+        self.retry_button.on_click(lambda _b: self.refresh())
+        error_row = widgets.HBox([self.error_box, self.retry_button])
+        error_row.add_class("aq-error-row")
+        self.notice_box = _html("", "aq-notices")
+        self.messages = widgets.VBox([error_row, self.notice_box])
+        self.messages.add_class("aq-messages")
+
+        self.tiles = {key: _html(self._tile_html(label, formatting.PLACEHOLDER), "aq-tile") for key, label, _ in TILES}
+        for key, widget in self.tiles.items():
+            widget.add_class(f"aq-tile-{key.replace('_', '-')}")
+        self.metrics_bar = widgets.GridBox(list(self.tiles.values()))
+        self.metrics_bar.add_class("aq-tiles")
+
+        self.timeseries_chart = charts.TimeseriesChart()
+        self.models_chart = charts.ModelsChart()
+        self.timeseries_title = _html(self._card_title("Requests Over Time"), "aq-card-title")
+        self.models_title = _html(self._card_title("Requests by Model"), "aq-card-title")
+        timeseries_card = _card(self.timeseries_title, self.timeseries_chart.figure, css="aq-card-timeseries")
+        models_card = _card(self.models_title, self.models_chart.figure, css="aq-card-models")
+        chart_column = widgets.VBox([timeseries_card, models_card])
+        chart_column.add_class("aq-chart-column")
+
+        self.table = TopTable(on_open=self._on_row)
+        self.table_title = _html(self._card_title(TABLE_TITLES["org"]), "aq-card-title")
+        self.all_orgs_button = widgets.Button(description="Show all orgs", icon="", tooltip="Back to every organization")
+        self.all_orgs_button.add_class("aq-back")
+        self.all_orgs_button.add_class("aq-back-orgs")
+        self.all_orgs_button.on_click(lambda _b: self._back_to_orgs())
+        self.all_tokens_button = widgets.Button(description="Show all tokens", tooltip="Back to every API key of the org")
+        self.all_tokens_button.add_class("aq-back")
+        self.all_tokens_button.add_class("aq-back-tokens")
+        self.all_tokens_button.on_click(lambda _b: self._back_to_tokens())
+        self.back_buttons = widgets.HBox([self.all_tokens_button, self.all_orgs_button])
+        self.back_buttons.add_class("aq-back-bar")
+        table_head = widgets.HBox([self.table_title, self.back_buttons])
+        table_head.add_class("aq-card-head")
+        table_card = _card(table_head, self.table.widget, css="aq-card-table")
+
+        self.main = widgets.GridBox([chart_column, table_card])
+        self.main.add_class("aq-main")
+        self.panels = widgets.VBox([self.metrics_bar, self.main])
+        self.panels.add_class("aq-panels")
+
+        self.widget = widgets.VBox(
+            [_html(_stylesheet(), "aq-style"), self.header, self.filters, self.messages, self.panels]
+        )
+        self.widget.add_class("aq-dashboard")
+        self._set_back_buttons()
+
+    @staticmethod
+    def _control(label: str, body: widgets.Widget, css: str) -> widgets.VBox:
+        box = widgets.VBox([_html(f'<span class="aq-control-label">{label}</span>'), body])
+        box.add_class("aq-control")
+        box.add_class(css)
+        return box
+
+    @staticmethod
+    def _card_title(text: str, note: str = "") -> str:
+        note_html = f'<span class="aq-card-note">{html.escape(note)}</span>' if note else ""
+        return f'<h3>{html.escape(text)}</h3>{note_html}'
+
+    @staticmethod
+    def _tile_html(label: str, value: str) -> str:
+        return (
+            f'<div class="aq-tile-label">{html.escape(label)}</div>'
+            f'<div class="aq-tile-value">{html.escape(value)}</div>'
+        )
+
+    @staticmethod
+    def _title_html(usage: Usage | None) -> str:
+        token = usage.scope.token if usage is not None else None
+        suffix = ""
+        if token is not None:
+            badge = ' <span class="aq-badge">Service Account</span>' if token.service_account_id is not None else ""
+            suffix = f'<span class="aq-title-token">\u00b7 {html.escape(token.display_name)}{badge}</span>'
+        return f'<div class="aq-brand">Aqueduct AI Gateway</div><h1>Usage Dashboard{suffix}</h1>'
+
+    @property
+    def controls(self) -> tuple[widgets.Widget, ...]:
+        return (
+            self.org_dropdown, self.span_toggle, self.top_toggle,
+            self.all_orgs_button, self.all_tokens_button, self.retry_button,
+        )
+
+    # -- requests from the page -------------------------------------------------------
+
+    def select(self, *, org: object = ..., span: str | None = None, token: object = ..., top: int | None = None) -> Usage | None:
+        """Request another view and refresh. Unknown or forbidden values fall back (the core decides).
+
+        Ignored while a refresh runs (its result replaces the request anyway).
+        """
+        if self._busy:
+            return self.usage
+        changes: dict[str, Any] = {}
+        if org is not ...:
+            changes["org"] = org
+        if token is not ...:
+            changes["token"] = token
+        if span is not None:
+            changes["span"] = span
+        if top is not None:
+            changes["top"] = top
+        self.selection = dataclasses.replace(self.selection, **changes)
+        return self.refresh()
+
+    def _on_org(self, change) -> None:
+        if self._syncing or change["new"] is None:
+            return
+        self.select(org=change["new"], token=None)
+
+    def _on_span(self, change) -> None:
+        if not self._syncing:
+            self.select(span=change["new"])
+
+    def _on_top(self, change) -> None:
+        if not self._syncing:
+            self.select(top=change["new"])
+
+    def _on_row(self, row: Row) -> None:
+        if self._busy or self.usage is None or not row.can_open:
+            return
+        if self.table.kind == "org":
+            self.select(org=row.values["id"], token=None)
+        elif self.table.kind == "token":
+            self.select(token=row.values["id"])
+
+    def _back_to_orgs(self) -> None:
+        if not self._busy:
+            self.select(org="all", token=None)
+
+    def _back_to_tokens(self) -> None:
+        if not self._busy:
+            self.select(token=None)
+
+    # -- refresh ----------------------------------------------------------------------
+
+    def _database(self) -> tuple[Database, Sequence[str] | None]:
+        if self._db is None:
+            self._db = open_database(self.config.db_url)
+        if not self._models_loaded:
+            self._models = load_router_config(self.config.router_config) if self.config.router_config else None
+            self._models_loaded = True
+        return self._db, self._models
+
+    def refresh(self) -> Usage | None:
+        """Recompute every panel with one `compute_usage` call; errors become a message."""
+        if self._busy:
+            return self.usage
+        self._busy = True
+        started = time.perf_counter()
+        self._set_loading(True)
+        try:
+            if self.config.problem:
+                raise UsageError(self.config.problem)
+            if not self.config.viewer:
+                raise UsageError("no viewer configured")
+            db, models = self._database()
+            usage = self._compute(db, self.config.viewer, self.selection, models=models)
+            computed = time.perf_counter()
+            self._adopt(usage)
+            self._render(usage)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a readable message
+            if isinstance(exc, UsageError):
+                log.warning("refresh failed: %s", exc)
+            else:
+                log.exception("refresh failed")
+            self._show_error(describe_error(exc))
+            computed = time.perf_counter()
+        finally:
+            self._set_loading(False)
+            self._busy = False
+        finished = time.perf_counter()
+        self.timings = {"compute_s": computed - started, "render_s": finished - computed, "total_s": finished - started}
+        log.debug("refresh %s: compute %.3f s, widgets %.3f s", self.selection, self.timings["compute_s"], self.timings["render_s"])
+        return self.usage
+
+    def _set_loading(self, loading: bool) -> None:
+        if loading:
+            self.widget.add_class("aq-loading")
+        else:
+            self.widget.remove_class("aq-loading")
+        for control in self.controls:
+            control.disabled = loading
+
+    def _adopt(self, usage: Usage) -> None:
+        """Take the effective scope as the new request, and make the controls show it."""
+        scope = usage.scope
+        self.usage = usage
+        self.error = None
+        self.selection = dataclasses.replace(
+            self.selection,
+            org="all" if scope.org is None else scope.org.id,
+            token=None if scope.token is None else scope.token.id,
+            span=usage.window.span,
+            top=usage.top_k,
+        )
+        self._syncing = True
+        try:
+            if scope.viewer.role == "admin":
+                options = [("All", "all")] + [(org.name, org.id) for org in scope.org_choices if org is not None]
+                if list(self.org_dropdown.options) != options:
+                    self.org_dropdown.options = options
+                self.org_dropdown.value = self.selection.org
+                if self.org_control.children != (self.org_dropdown,):
+                    self.org_control.children = (self.org_dropdown,)
+            else:
+                own = scope.org.name if scope.org is not None else ""
+                self.org_label.value = html.escape(own)
+                if self.org_control.children != (self.org_label,):
+                    self.org_control.children = (self.org_label,)
+            self.span_toggle.value = usage.window.span
+            self.top_toggle.value = usage.top_k
+        finally:
+            self._syncing = False
+
+    def _render(self, usage: Usage) -> None:
+        scope = usage.scope
+        metrics = usage.metrics.as_dict()
+        self.title.value = self._title_html(usage)
+        role = ROLE_NAMES.get(scope.viewer.role, scope.viewer.role)
+        self.subtitle.value = (
+            f'<span class="aq-viewer">{html.escape(scope.viewer.label)}</span>'
+            f'<span class="aq-role aq-role-{scope.viewer.role}">{html.escape(role)}</span>'
+        )
+        window = usage.window
+        self.as_of.value = (
+            f'<span title="window: from {html.escape(formatting.as_of(window.start, usage.tz))}">'
+            f"{SPAN_LABELS.get(window.span, window.span)} \u00b7 as of {html.escape(formatting.as_of(window.now, usage.tz))}</span>"
+        )
+        for key, label, fmt in TILES:
+            self.tiles[key].value = self._tile_html(label, fmt(metrics[key]))
+        if metrics["failed_requests"]:
+            self.tiles["failed_requests"].add_class("aq-tile-alert")
+        else:
+            self.tiles["failed_requests"].remove_class("aq-tile-alert")
+        self.timeseries_chart.update(usage.timeseries, window.span)
+        self.models_chart.update(usage.models)
+        unit = {"1h": "per minute", "1d": "per hour", "1w": "per day"}[window.span]
+        first, last = usage.timeseries["bucket"].iloc[0], usage.timeseries["bucket"].iloc[-1]
+        span_text = f"{formatting.bucket(first, window.span)} \u2013 {formatting.bucket(last, window.span)} ({usage.tz})"
+        self.timeseries_title.value = self._card_title("Requests Over Time", f"{unit} \u00b7 {span_text}")
+        self.table.show(usage.top, usage.top_kind)
+        self.table_title.value = self._card_title(TABLE_TITLES[usage.top_kind], f"top {usage.top_k}")
+        self.error_box.value = ""
+        self.widget.remove_class("aq-failed")
+        self.notice_box.value = "".join(
+            [f'<div class="aq-notice">{html.escape(n)}</div>' for n in usage.notices]
+            + [f'<div class="aq-notice aq-fallback">{html.escape(n)}</div>' for n in usage.fallbacks]
+        )
+        self._set_back_buttons()
+
+    def _show_error(self, message: str) -> None:
+        """No figures at all rather than stale ones next to an error."""
+        self.usage = None
+        self.error = message
+        self.widget.add_class("aq-failed")
+        self.error_box.value = (
+            f'<div class="aq-error-text"><strong>Could not load usage.</strong> {html.escape(message)}</div>'
+        )
+        self.notice_box.value = ""
+        for key, label, _ in TILES:
+            self.tiles[key].value = self._tile_html(label, formatting.PLACEHOLDER)
+        self.timeseries_chart.clear()
+        self.models_chart.clear()
+        self.table.clear()
+        self.as_of.value = ""
+        self._set_back_buttons()
+
+    def _set_back_buttons(self) -> None:
+        usage = self.usage
+        show_tokens = usage is not None and usage.scope.token is not None
+        show_orgs = usage is not None and usage.scope.viewer.role == "admin" and usage.scope.org is not None
+        self.all_tokens_button.layout.display = None if show_tokens else "none"
+        self.all_orgs_button.layout.display = None if show_orgs else "none"
+
+    # -- for tests and analyses --------------------------------------------------------
+
+    def tile_texts(self) -> dict[str, str]:
+        """Tile label -> the value text shown."""
+        out = {}
+        for key, label, _ in TILES:
+            value = self.tiles[key].value
+            out[label] = html.unescape(value.split('<div class="aq-tile-value">')[1].split("</div>")[0])
+        return out
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def show_dashboard(config: DashboardConfig | None = None, **kwargs) -> Dashboard:
+    """Build the dashboard from `config` (default: the environment), refresh and display it."""
+    from IPython.display import display
+
+    dashboard = Dashboard(config or config_from_environment(), **kwargs)
+    dashboard.refresh()
+    display(dashboard.widget)
+    return dashboard

@@ -1,0 +1,308 @@
+"""The top table (orgs, API keys or user_ids) as plain ipywidgets: real DOM, sortable, clickable.
+
+Layout: one CSS grid (`aq-table`) with three children: the header (a box of sort
+Buttons), the body (one HTML widget whose rows are ``grid-template-columns: subgrid``
+rows at explicit grid lines, so columns line up and size to their content), and the
+click targets (one RadioButtons widget over the rows, one option per row, its labels
+transparent). A table of 100 rows is thus three widget messages, not hundreds, and
+renders in a fraction of a second. Sorting re-renders the body; the rank stays the rank
+by requests.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import ipywidgets as widgets
+import pandas as pd
+
+from usage_lib import formatting
+
+ASCENDING, DESCENDING = "\u25b2", "\u25bc"  # the arrows shown in a sorted header
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    numeric: bool = False
+    css: str = ""
+
+
+RANK = Column("rank", "#", numeric=True, css="aq-rank")
+REQUESTS = Column("requests", "Requests", numeric=True)
+INPUT = Column("input_tokens", "Input Tokens", numeric=True)
+OUTPUT = Column("output_tokens", "Output Tokens", numeric=True)
+TOTAL = Column("total_tokens", "Total Tokens", numeric=True)
+NUMBERS = (REQUESTS, INPUT, OUTPUT, TOTAL)
+
+#: The columns of each level (SPEC §3), with the name column's heading.
+COLUMNS: dict[str, tuple[Column, ...]] = {
+    "org": (RANK, Column("name", "Organization", css="aq-name"), *NUMBERS),
+    "token": (
+        RANK,
+        Column("name", "API Key", css="aq-name"),
+        *NUMBERS,
+        Column("owner_email", "Token Owner", css="aq-text"),
+        Column("service_account", "Service Account", css="aq-text"),
+    ),
+    "user_id": (RANK, Column("name", "User ID", css="aq-name"), *NUMBERS),
+}
+
+EMPTY_TEXT = "No data available."
+SERVICE_ACCOUNT_BADGE = "Service Account"
+
+
+@dataclass
+class Row:
+    """One table row: raw values (for sorting and callbacks) and the texts shown."""
+
+    values: dict[str, Any]
+    texts: dict[str, str]
+    can_open: bool
+    is_service_account: bool = False
+
+
+def rows_from_frame(top: pd.DataFrame, kind: str) -> list[Row]:
+    """`usage.top` -> rows. Tokens show their service account's name when they have one."""
+    rows = []
+    for record in top.to_dict("records"):
+        is_sa = bool(record.get("is_service_account", False)) if kind == "token" else False
+        shown = record.get("display_name") if kind == "token" else record.get("name")
+        values = {
+            "rank": int(record["rank"]),
+            "id": None if formatting.is_missing(record["id"]) else record["id"],
+            "name": None if formatting.is_missing(shown) or shown == "" else str(shown),
+            "requests": int(record["requests"]),
+            "input_tokens": int(record["input_tokens"]),
+            "output_tokens": int(record["output_tokens"]),
+            "total_tokens": int(record["total_tokens"]),
+        }
+        if kind == "token":
+            values["token_name"] = record.get("name")
+            values["owner_email"] = None if formatting.is_missing(record.get("owner_email")) else record["owner_email"]
+            values["service_account"] = (
+                None if formatting.is_missing(record.get("service_account")) else record["service_account"]
+            )
+        texts = {column.key: _text(column, values.get(column.key)) for column in COLUMNS[kind]}
+        if kind == "org":
+            can_open = values["id"] is not None
+        elif kind == "token":
+            can_open = bool(record.get("can_open", False))
+        else:
+            can_open = False
+        rows.append(Row(values=values, texts=texts, can_open=can_open, is_service_account=is_sa))
+    return rows
+
+
+def _text(column: Column, value: Any) -> str:
+    if column.key == "rank":
+        return str(value)
+    if column.numeric:
+        return formatting.count(value)
+    return formatting.name(value)
+
+
+def sort_order(rows: Sequence[Row], key: str, ascending: bool) -> list[int]:
+    """Row indexes in display order: by `key`, ties by rank; missing values always last."""
+    by_rank = sorted(range(len(rows)), key=lambda i: rows[i].values["rank"])
+    present = [i for i in by_rank if not formatting.is_missing(rows[i].values.get(key))]
+    missing = [i for i in by_rank if formatting.is_missing(rows[i].values.get(key))]
+
+    def sort_key(i: int):
+        value = rows[i].values[key]
+        return value.casefold() if isinstance(value, str) else value
+
+    # sorted() is stable, also with reverse=True: ties keep their rank order.
+    return sorted(present, key=sort_key, reverse=not ascending) + missing
+
+
+class TopTable:
+    """The sortable, drill-down table. `on_open(row)` is called with the clicked `Row`."""
+
+    _instances = itertools.count(1)
+
+    def __init__(self, on_open: Callable[[Row], None] | None = None) -> None:
+        self.on_open = on_open
+        self.kind = "org"
+        self.rows: list[Row] = []
+        self.sort_key = "rank"
+        self.ascending = True
+        self.order: list[int] = []
+        #: Bumped whenever the rows or their order change.
+        self.generation = 0
+        self._css_id = f"aq-table-{next(TopTable._instances)}"
+        self._header_layout = widgets.Layout()
+        self._targets_layout = widgets.Layout()
+        self._header_style = widgets.ButtonStyle()
+        self._header_buttons: dict[str, widgets.Button] = {}
+        self._header = widgets.Box(_dom_classes=("aq-tr", "aq-thead"))
+        self.body = widgets.HTML("", _dom_classes=("aq-tbody",))
+        self.targets: widgets.RadioButtons | None = None
+        self.grid = widgets.Box(_dom_classes=("aq-table", self._css_id))
+        self.widget = widgets.Box([self.grid], _dom_classes=("aq-table-scroll",))
+        self._build_header()
+        self._apply_kind_class()
+        self._render()
+
+    # -- public -----------------------------------------------------------------------
+
+    def show(self, top: pd.DataFrame, kind: str) -> None:
+        """Replace the rows with `usage.top` of level `kind`.
+
+        Another level (orgs, tokens, user_ids) starts in rank order; a refresh of the
+        same level keeps the viewer's sort.
+        """
+        if kind != self.kind:
+            self.kind = kind
+            self.sort_key, self.ascending = "rank", True
+            self._build_header()
+            self._apply_kind_class()
+        self.rows = rows_from_frame(top, kind)
+        self._render()
+
+    def clear(self) -> None:
+        self.rows = []
+        self._render()
+
+    def sort_by(self, key: str, ascending: bool | None = None) -> None:
+        """Sort by column `key`; without `ascending`, a second call on the same column flips it."""
+        if key not in {column.key for column in COLUMNS[self.kind]}:
+            raise KeyError(key)
+        if ascending is None:
+            ascending = not self.ascending if key == self.sort_key else True
+        self.sort_key, self.ascending = key, ascending
+        self._update_header()
+        self._render()
+
+    def displayed(self) -> list[dict[str, str]]:
+        """The texts of the rows in display order (what the browser shows)."""
+        return [self.rows[i].texts for i in self.order]
+
+    def displayed_rows(self) -> list[Row]:
+        return [self.rows[i] for i in self.order]
+
+    def click(self, position: int) -> None:
+        """Click the row shown at `position`, as the browser does."""
+        if self.targets is not None:
+            self.targets.value = position
+
+    @property
+    def header_buttons(self) -> dict[str, widgets.Button]:
+        return self._header_buttons
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return COLUMNS[self.kind]
+
+    # -- building ---------------------------------------------------------------------
+
+    def _apply_kind_class(self) -> None:
+        for kind in COLUMNS:
+            self.grid.remove_class(f"aq-kind-{kind}")
+        self.grid.add_class(f"aq-kind-{self.kind}")
+
+    def _build_header(self) -> None:
+        old = list(self._header_buttons.values())
+        self._header_buttons = {}
+        for column in COLUMNS[self.kind]:
+            classes = ["aq-th"] + (["aq-num"] if column.numeric else []) + (["aq-rank-head"] if column.key == "rank" else [])
+            button = widgets.Button(
+                description=column.title, tooltip=f"Sort by {column.title}",
+                layout=self._header_layout, style=self._header_style, _dom_classes=tuple(classes),
+            )
+            button.on_click(lambda _button, key=column.key: self.sort_by(key))
+            self._header_buttons[column.key] = button
+        self._header.children = tuple(self._header_buttons.values())
+        for button in old:
+            button.close()
+        self._update_header()
+
+    def _update_header(self) -> None:
+        for column in COLUMNS[self.kind]:
+            button = self._header_buttons[column.key]
+            arrow = (ASCENDING if self.ascending else DESCENDING) if column.key == self.sort_key else ""
+            button.description = f"{column.title} {arrow}".rstrip()
+            if arrow:
+                button.add_class("aq-sorted")
+            else:
+                button.remove_class("aq-sorted")
+
+    def _cells_html(self, row: Row) -> str:
+        parts = []
+        for position, column in enumerate(COLUMNS[self.kind], start=1):
+            text = html.escape(row.texts[column.key])
+            classes = ["aq-td", column.css, "aq-num" if column.numeric else ""]
+            content = text
+            if column.key == "name":
+                if row.texts["name"] == formatting.NA:
+                    classes.append("aq-na")
+                content = f'<span class="aq-name-text">{text}</span>'
+                if row.is_service_account:
+                    content += f'<span class="aq-badge">{SERVICE_ACCOUNT_BADGE}</span>'
+            elif text == formatting.NA:
+                classes.append("aq-na")
+            title = html.escape(row.texts[column.key], quote=True)
+            parts.append(
+                f'<div class="{" ".join(c for c in classes if c)}" style="grid-column:{position}" title="{title}">{content}</div>'
+            )
+        return "".join(parts)
+
+    def _body_html(self) -> str:
+        """Every row as a subgrid row at an explicit grid line (line 1 is the header), and
+        rules placing the click targets over the rows and turning them off over rows that
+        do not open."""
+        if not self.rows:
+            return f'<div class="aq-empty" style="grid-row:2"><div class="aq-empty-text">{EMPTY_TEXT}</div></div>'
+        parts = []
+        closed = []
+        for line, index in enumerate(self.order, start=2):
+            row = self.rows[index]
+            opens = row.can_open and self.on_open is not None
+            css = "aq-tr aq-row aq-clickable" if opens else "aq-tr aq-row"
+            parts.append(f'<div class="{css}" style="grid-row:{line}">{self._cells_html(row)}</div>')
+            if not opens:
+                closed.append(f".{self._css_id} .aq-row-targets .widget-radio-box > label:nth-of-type({line - 1})")
+        rules = [f".{self._css_id} .aq-row-targets {{ grid-row: 2 / span {len(self.order)}; }}"]
+        if closed:
+            rules.append(f"{', '.join(closed)} {{ pointer-events: none; }}")
+        parts.append(f"<style>{' '.join(rules)}</style>")
+        return "".join(parts)
+
+    def _render(self) -> None:
+        """Show the rows in the current order.
+
+        The click targets are one RadioButtons widget laid over the rows (one option per
+        row, in display order): two messages for the whole table instead of widgets per
+        row. It is a new widget every time: a click the browser sent before the rows
+        changed reaches the closed old widget, never the row that took its place.
+        """
+        self.order = sort_order(self.rows, self.sort_key, self.ascending)
+        self.generation += 1
+        old = self.targets
+        self.body.value = self._body_html()
+        targets = None
+        if any(self.rows[i].can_open for i in self.order) and self.on_open is not None:
+            targets = widgets.RadioButtons(
+                options=[(f"Open {self.rows[i].texts['name']}", position) for position, i in enumerate(self.order)],
+                value=None,
+                layout=self._targets_layout,
+                _dom_classes=("aq-row-targets",),
+            )
+            targets.observe(self._clicked, names="value")
+        self.targets = targets
+        self.grid.children = (self._header, self.body) + ((targets,) if targets is not None else ())
+        if old is not None:
+            old.close()
+
+    def _clicked(self, change) -> None:
+        position = change["new"]
+        # A click on targets that were replaced meanwhile belongs to rows that are gone.
+        if position is None or self.on_open is None or change["owner"] is not self.targets:
+            return
+        row = self.rows[self.order[position]]
+        if row.can_open:
+            self.on_open(row)
