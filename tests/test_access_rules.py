@@ -218,3 +218,11 @@ def test_highest_group_wins(gateway_db):
     db = open_database(g.url)
     assert scope_of(db, "both")[0].viewer.role == "org-admin"
     db.close()
+
+
+def test_refused_choices_are_logged(tiny, caplog):
+    org, db = tiny
+    with caplog.at_level("WARNING", logger="usage_lib.report"):
+        compute_usage(db, "ursula", Selection(now=NOW, org="all", token=org.tokens["bert"]))
+    assert "ursula@example.org (user)" in caplog.text
+    assert "not open" in caplog.text and "ignored" in caplog.text

@@ -38,13 +38,15 @@ from usage_lib.table import COLUMNS, Row, TopTable
 from usage_lib.timebuckets import SPANS
 
 log = logging.getLogger("usage_lib.dashboard")
-if not log.handlers:
-    # Inside a kernel sys.stderr is the notebook's output; logs belong in the server's.
+_package_log = logging.getLogger("usage_lib")
+if not _package_log.handlers:
+    # Inside a kernel sys.stderr is the notebook's output; logs (refused choices, failed
+    # refreshes) belong in the server's, for every module of the package.
     _handler = logging.StreamHandler(sys.__stderr__)
-    _handler.setFormatter(logging.Formatter("[usage_lib.dashboard] %(levelname)s %(message)s"))
-    log.addHandler(_handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    _handler.setFormatter(logging.Formatter("[%(name)s] %(levelname)s %(message)s"))
+    _package_log.addHandler(_handler)
+    _package_log.setLevel(logging.INFO)
+    _package_log.propagate = False
 
 ENV_DB_URL = "AQUEDUCT_DB_URL"
 ENV_ROUTER_CONFIG = "AQUEDUCT_ROUTER_CONFIG"

@@ -2,13 +2,14 @@
 
 `compute_usage` is what the dashboard, the command line, the snapshot exporter and a data
 scientist's notebook all call. It sends three statements (viewer, catalogue, usage) and
-shapes the grouped rows into small pandas frames; raw request rows never leave the
-database.
+shapes the grouped rows (one per model and token or user_id, with a count per chart
+bucket) into small pandas frames; raw request rows never leave the database.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Sequence
@@ -20,6 +21,8 @@ from usage_lib.access import Catalogue, Scope
 from usage_lib.db import Database
 from usage_lib.errors import UsageError
 from usage_lib.timebuckets import DEFAULT_SPAN, SPANS, Window, window, zone
+
+log = logging.getLogger("usage_lib.report")
 
 TOP_CHOICES = (10, 25, 100)
 DEFAULT_TOP = 100
@@ -154,15 +157,21 @@ def _as_of(now: datetime | None, tz: str) -> datetime:
 
 
 GROUPED_COLUMNS = [
-    "bucket", "model", "key", "requests", "failed", "input_tokens", "output_tokens",
+    "model", "key", "requests", "failed", "input_tokens", "output_tokens",
     "completion_ms_sum", "completion_n", "embedding_ms_sum", "embedding_n",
 ]
-SUMMED = GROUPED_COLUMNS[3:]
+SUMMED = GROUPED_COLUMNS[2:]
 
 
-def _grouped_frame(rows: Sequence) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(list(rows), columns=GROUPED_COLUMNS)
-    for column in SUMMED:
+def _before(index: int) -> str:
+    return f"before_{index}"
+
+
+def _grouped_frame(rows: Sequence, buckets: int) -> pd.DataFrame:
+    """The usage statement's rows: sums per (model, key), and `before_<i>` counts."""
+    columns = GROUPED_COLUMNS + [_before(index) for index in range(buckets)]
+    frame = pd.DataFrame.from_records(list(rows), columns=columns)
+    for column in columns[2:]:
         # PostgreSQL sums come back as Decimal or NULL; keep exact integers.
         frame[column] = pd.to_numeric(frame[column], errors="coerce").fillna(0).astype("int64")
     return frame
@@ -185,9 +194,9 @@ def _metrics(grouped: pd.DataFrame) -> Metrics:
 
 
 def _timeseries(grouped: pd.DataFrame, win: Window) -> pd.DataFrame:
-    counts = grouped.dropna(subset=["bucket"]).groupby("bucket")["requests"].sum()
-    counts.index = counts.index.astype(int)
-    requests = [int(counts.get(index, 0)) for index in range(len(win.starts))]
+    """Bucket i holds the requests before its end and not before the previous end."""
+    before = [int(grouped[_before(index)].sum()) for index in range(len(win.starts))]
+    requests = [count - previous for count, previous in zip(before, [0, *before[:-1]])]
     return pd.DataFrame({"bucket": list(win.starts), "requests": pd.Series(requests, dtype="int64")})
 
 
@@ -256,7 +265,7 @@ def _top_user_ids(grouped: pd.DataFrame, top_k: int) -> pd.DataFrame:
 
 
 def _empty_grouped() -> pd.DataFrame:
-    return _grouped_frame([])
+    return _grouped_frame([], 0)
 
 
 def compute_usage(
@@ -285,7 +294,10 @@ def compute_usage(
             scope = dataclasses.replace(scope, reach=dataclasses.replace(scope.reach, email=None))
             notices.append(NO_USER_ID_NOTICE)
         statement = queries.usage_statement(db, scope, win, models)
-        grouped = _grouped_frame(conn.execute(statement).all())
+        grouped = _grouped_frame(conn.execute(statement).all(), len(win.starts))
+    for note in selection_notes + scope.fallbacks:
+        # A choice the viewer may not make (or garbage): shown narrower, and on record.
+        log.warning("viewer %s (%s): %s", person.label, person.role, note)
     known = tuple(models) if models is not None else tuple(
         sorted(row["name"] for row in catalogue_rows if row["kind"] == "model")
     )
