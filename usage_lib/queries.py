@@ -4,8 +4,8 @@
 2. `catalogue_statement`: every org and every token with owner, owner's org and service
    account (small tables), plus the distinct models of the request table when no router
    configuration is given.
-3. `usage_statement`: one pass over the request window, grouped by (bucket, model, key),
-   from which `report` derives every figure.
+3. `usage_statement`: one pass over the request window, grouped by (model, key) with a
+   count per chart bucket, from which `report` derives every figure.
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     null,
     or_,
     select,
     union_all,
 )
+
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.expression import UnaryExpression
 
 from usage_lib.access import Reach, Scope
 from usage_lib.db import Database
@@ -160,15 +164,45 @@ def reach_condition(reach: Reach):
     return or_(*conditions)
 
 
-def bucket_expression(db: Database, window: Window):
-    """Index of the chart bucket a row falls in; NULL after the last one (clock skew)."""
+def _bucket_index(timestamp, bounds: Sequence, low: int, high: int):
+    """The number of `bounds` at or before `timestamp`, as a balanced tree of CASEs.
+
+    About log2(len(bounds)) comparisons per row instead of up to len(bounds).
+    """
+    if low == high:
+        return literal(low, Integer())
+    middle = (low + high) // 2
     return case(
-        *(
-            (request.c.timestamp < db.timestamp_bound(edge), index)
-            for index, edge in enumerate(window.edges)
-        ),
-        else_=null(),
+        (timestamp < bounds[middle], _bucket_index(timestamp, bounds, low, middle)),
+        else_=_bucket_index(timestamp, bounds, middle + 1, high),
     )
+
+
+def _summary_columns(rows, ilike_source):
+    """The outer level's sums over the inner groups; avg inputs split by path (ILIKE)."""
+    completion = ilike_source.ilike(COMPLETION_PATH)
+    embedding = ilike_source.ilike(EMBEDDING_PATH)
+    return [
+        func.sum(rows.c.requests).label("requests"),
+        func.sum(rows.c.failed).label("failed"),
+        func.sum(rows.c.input_tokens).label("input_tokens"),
+        func.sum(rows.c.output_tokens).label("output_tokens"),
+        func.sum(case((completion, rows.c.ms_sum), else_=null())).label("completion_ms_sum"),
+        func.sum(case((completion, rows.c.ms_n), else_=0)).label("completion_n"),
+        func.sum(case((embedding, rows.c.ms_sum), else_=null())).label("embedding_ms_sum"),
+        func.sum(case((embedding, rows.c.ms_n), else_=0)).label("embedding_n"),
+    ]
+
+
+def _inner_sums(failed):
+    return [
+        func.count().label("requests"),
+        failed.label("failed"),
+        func.sum(request.c.input_tokens).label("input_tokens"),
+        func.sum(request.c.output_tokens).label("output_tokens"),
+        func.sum(request.c.response_time_ms).label("ms_sum"),
+        func.count(request.c.response_time_ms).label("ms_n"),
+    ]
 
 
 def usage_statement(
@@ -177,16 +211,34 @@ def usage_statement(
     window: Window,
     models: Sequence[str] | None,
 ) -> Select:
-    """One pass over the window: counts and sums per (bucket, model, key).
+    """One pass over the window: counts and sums per (model, key), and bucket counts.
 
     The key is the token id, or the `user_id` when a token is selected below an org.
     `models` restricts to the configured models; None counts every request.
+
+    Result columns: model, key, requests, failed, input_tokens, output_tokens,
+    completion_ms_sum, completion_n, embedding_ms_sum, embedding_n, then one column
+    `before_<i>` per bucket: the number of the group's requests stamped before the end
+    of bucket i (`window.edges[i]`), so bucket i holds `before_<i> - before_<i-1>`.
+
+    Two levels, for speed at millions of rows:
+
+    - the inner level reads each row of the window once and groups by plain columns
+      (model, key and the raw `path`): cheap to hash or sort, and PostgreSQL's
+      estimate of the number of groups comes from column statistics, so it plans a
+      small (and parallel) hash aggregate. Grouping by a CASE over the timestamp made
+      it expect one group per row and sort on disk.
+    - the outer level works on those few groups only: it classifies paths with the
+      same case-insensitive LIKE as before (once per group, not per row) and sums up.
+
+    PostgreSQL counts the buckets with one `count(*) FILTER (WHERE timestamp < edge)`
+    per edge; SQLite (no hash aggregation: it sorts) puts a bucket index (a balanced
+    CASE tree over the edges) into a small integer sort key with the model's position
+    in the configuration, and the outer level turns bucket indexes into those counts.
     """
     by_user_id = scope.top_kind == "user_id" and db.has_user_id
     key = request.c.user_id if by_user_id else request.c.token_id
-    model = request.c.model if models is not None else func.coalesce(request.c.model, "")
-    completion = request.c.path.ilike(COMPLETION_PATH)
-    embedding = request.c.path.ilike(EMBEDDING_PATH)
+    edges = [db.timestamp_bound(edge) for edge in window.edges]
 
     conditions = [request.c.timestamp >= db.timestamp_bound(window.start)]
     if models is not None:
@@ -197,32 +249,76 @@ def usage_statement(
     if scope.token is not None:
         conditions.append(request.c.token_id == scope.token.id)
 
+    model = request.c.model if models is not None else func.coalesce(request.c.model, "")
+    if db.dialect == "sqlite":
+        return _usage_sqlite(key, model, edges, models, conditions)
+
+    before = [
+        func.count().filter(request.c.timestamp < edge).label(f"before_{index}")
+        for index, edge in enumerate(edges)
+    ]
+    failed = func.count().filter(request.c.status_code >= 400)
     rows = (
-        select(
-            bucket_expression(db, window).label("bucket"),
-            model.label("model"),
-            key.label("key"),
-            case((request.c.status_code >= 400, 1), else_=0).label("failed"),
-            func.coalesce(request.c.input_tokens, 0).label("input_tokens"),
-            func.coalesce(request.c.output_tokens, 0).label("output_tokens"),
-            case((completion, request.c.response_time_ms), else_=null()).label("completion_ms"),
-            case((embedding, request.c.response_time_ms), else_=null()).label("embedding_ms"),
-        )
+        select(model.label("model"), key.label("key"), request.c.path, *_inner_sums(failed), *before)
         .where(*conditions)
-        .subquery("window_rows")
+        .group_by(model, key, request.c.path)
+        .subquery("window_groups")
     )
-    # Grouping by the columns of a subquery keeps PostgreSQL from comparing the CASE
-    # with its bound parameters twice.
     return select(
-        rows.c.bucket,
         rows.c.model,
         rows.c.key,
-        func.count().label("requests"),
-        func.sum(rows.c.failed).label("failed"),
-        func.sum(rows.c.input_tokens).label("input_tokens"),
-        func.sum(rows.c.output_tokens).label("output_tokens"),
-        func.sum(rows.c.completion_ms).label("completion_ms_sum"),
-        func.count(rows.c.completion_ms).label("completion_n"),
-        func.sum(rows.c.embedding_ms).label("embedding_ms_sum"),
-        func.count(rows.c.embedding_ms).label("embedding_n"),
-    ).group_by(rows.c.bucket, rows.c.model, rows.c.key)
+        *_summary_columns(rows, rows.c.path),
+        *(func.sum(rows.c[f"before_{index}"]).label(f"before_{index}") for index in range(len(edges))),
+    ).group_by(rows.c.model, rows.c.key)
+
+
+def _usage_sqlite(key, model, edges, models, conditions) -> Select:
+    # `+timestamp` has no type affinity: compared with the text bounds as text, as the
+    # column itself is (its NUMERIC affinity made SQLite try to read every bound as a
+    # number on every comparison), and it keeps the CASE off the index.
+    timestamp = _no_affinity(request.c.timestamp)
+    bucket = _bucket_index(timestamp, edges, 0, len(edges))
+    failed = func.sum(case((request.c.status_code >= 400, 1), else_=0))
+    if models:
+        # The model's position in the configuration (the WHERE keeps only those).
+        positions = case(*((model == name, index) for index, name in enumerate(models)), else_=-1)
+        width = len(models)
+        slot = (bucket * width + positions).label("slot")
+        rows = (
+            select(slot, key.label("key"), request.c.path, *_inner_sums(failed))
+            .where(*conditions)
+            .group_by(literal_column("slot"), key, request.c.path)
+            .subquery("window_groups")
+        )
+        model_out = case(
+            *(((rows.c.slot % width) == index, literal(name, String())) for index, name in enumerate(models)),
+            else_=null(),
+        )
+        model_group = rows.c.slot % width
+        bucket_out = rows.c.slot // width
+    else:
+        rows = (
+            select(bucket.label("bucket"), model.label("model"), key.label("key"), request.c.path,
+                   *_inner_sums(failed))
+            .where(*conditions)
+            .group_by(literal_column("bucket"), model, key, request.c.path)
+            .subquery("window_groups")
+        )
+        model_out = rows.c.model
+        model_group = rows.c.model
+        bucket_out = rows.c.bucket
+    before = [
+        func.sum(case((bucket_out <= index, rows.c.requests), else_=0)).label(f"before_{index}")
+        for index in range(len(edges))
+    ]
+    return select(
+        model_out.label("model"),
+        rows.c.key,
+        *_summary_columns(rows, rows.c.path),
+        *before,
+    ).group_by(model_group, rows.c.key)
+
+
+def _no_affinity(column):
+    """`+column`: the same value without the column's type affinity (SQLite)."""
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
