@@ -136,7 +136,8 @@ def test_charts_show_the_frames(open_dashboard):
 
     models = dashboard.models_chart
     names = list(usage.models["model"])
-    assert list(models.model_scale.domain) == names == list(models.bars.x)
+    assert list(models.model_scale.domain) == names[::-1]  # bottom-up: the busiest on top
+    assert list(models.bars.x) == names
     assert "gemini-1.5-pro" in names  # configured, never used: shown with 0
     assert list(models.bars.y) == [float(n) for n in usage.models["requests"]]
     assert models.figure.layout.height == f"{models.height_for(len(names))}px"
@@ -146,7 +147,7 @@ def test_charts_show_the_frames(open_dashboard):
     assert len(chart.bars.x) == 61
     dashboard.select(span="1w")
     assert len(chart.bars.x) == 8
-    assert list(models.model_scale.domain) == list(dashboard.usage.models["model"])
+    assert list(models.model_scale.domain) == list(dashboard.usage.models["model"])[::-1]
 
 
 def test_charts_send_big_counts_as_floats(open_dashboard):
@@ -478,3 +479,21 @@ def replace_ns(namespace, **changes):
     import argparse
 
     return argparse.Namespace(**{**vars(namespace), **changes})
+
+
+def test_time_axis_in_a_zone_across_the_autumn_dst_change(open_dashboard, dashboard_config):
+    # 2026-10-25 in Vienna: 02:00-03:00 happens twice; the 1d window holds 25 hourly buckets.
+    now = datetime(2026, 10, 25, 12, 0, tzinfo=timezone.utc)
+    config = replace(dashboard_config(DEMO_ADMIN_EMAIL), tz="Europe/Vienna", now=now)
+    dashboard = Dashboard(config, Selection(org="all", span="1d"))
+    try:
+        dashboard.refresh()
+        chart = dashboard.timeseries_chart
+        assert len(chart.bars.x) == 25
+        steps = np.diff(chart.bars.x.astype("int64"))
+        assert (steps > 0).all()  # no two bars at one place, in order
+        labels = [title for title, _ in chart.tip.rows]
+        assert labels.count("2026-10-25 02:00") == 2
+        assert "(Europe/Vienna)" in dashboard.as_of.value
+    finally:
+        dashboard.close()

@@ -193,6 +193,16 @@ def bar_heights(page, chart: str) -> list[str]:
     return page.eval_on_selector_all(f".aq-{chart} rect.bar", "bars => bars.map(b => b.getAttribute('height') + '/' + b.getAttribute('width'))")
 
 
+def model_axis(page) -> list[str]:
+    """The models chart's labels, top to bottom."""
+    return page.evaluate(
+        "() => [...document.querySelectorAll('.aq-models g.tick')]"
+        ".map(g => [g.getBoundingClientRect().top, g.textContent])"
+        ".filter(([, text]) => isNaN(Number(text.replace(/,/g, ''))))"
+        ".sort((a, b) => a[0] - b[0]).map(([, text]) => text)"
+    )
+
+
 def full_screenshot(page, path: Path) -> None:
     """The whole dashboard: Voila scrolls inside #rendered_cells, so grow the viewport."""
     size = page.viewport_size
@@ -217,18 +227,22 @@ def test_dashboard_in_a_browser(browser, voila_server, demo_gateway, capsys, sho
         assert [row["cells"] for row in shown["rows"]] == row_cells(data, "token")
         assert all(row["badge"] == bool(r["service_account"]) for row, r in zip(shown["rows"], data["top"]["rows"]))
         assert page.locator(".aq-title h1").text_content() == "Usage Dashboard"
+        assert model_axis(page) == [row["model"] for row in data["models"]]
         assert "as of 2026-11-24 12:00:00 (UTC)" in page.locator(".aq-asof").inner_text()
         page.screenshot(path=shots / "01-admin-acme-1d.png")
 
         # -- the time frame: tiles and both charts change -------------------------------------
         before = {"timeseries": bar_heights(page, "timeseries"), "models": bar_heights(page, "models")}
-        page.locator(".aq-span button", has_text="1w").click()
         data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, span="1w")
-        timings["refresh_s"] = wait_for_tiles(page, expected_tiles(data))
+        started = time.perf_counter()
+        page.locator(".aq-span button", has_text="1w").click()
+        wait_for_tiles(page, expected_tiles(data))
+        timings["refresh_s"] = time.perf_counter() - started
         page.wait_for_function("() => document.querySelectorAll('.aq-timeseries rect.bar').length === 8")
         assert bar_heights(page, "models") != before["models"]
         assert bar_heights(page, "timeseries") != before["timeseries"]
         assert [row["cells"] for row in table(page)["rows"]] == row_cells(data, "token")
+        assert model_axis(page) == [row["model"] for row in data["models"]]
 
         # -- the org: All ------------------------------------------------------------------------
         before = {"timeseries": bar_heights(page, "timeseries"), "models": bar_heights(page, "models")}
@@ -275,10 +289,12 @@ def test_dashboard_in_a_browser(browser, voila_server, demo_gateway, capsys, sho
         assert page.locator(".aq-back-orgs").is_visible()
         page.screenshot(path=shots / "04-admin-globex-tokens.png")
 
-        click_row(page, "ml-pipeline")
         data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org=2, token=20, span="1w")
         assert len(data["top"]["rows"]) == 100
-        timings["hundred_rows_s"] = wait_for_heading(page, "User ID", rows=100)
+        started = time.perf_counter()
+        click_row(page, "ml-pipeline")
+        wait_for_heading(page, "User ID", rows=100)
+        timings["hundred_rows_s"] = time.perf_counter() - started  # click to 100 rows drawn
         wait_for_tiles(page, expected_tiles(data))
         assert "ml-pipeline" in page.locator(".aq-title").inner_text()
         assert [row["cells"] for row in table(page)["rows"]] == row_cells(data, "user_id")
@@ -299,7 +315,7 @@ def test_dashboard_in_a_browser(browser, voila_server, demo_gateway, capsys, sho
     finally:
         page.context.close()
         (shots / "timings.json").write_text(json.dumps(timings, indent=2))
-    assert timings["hundred_rows_s"] < 5
+    assert timings["hundred_rows_s"] < 3  # about 0.4 s here; generous for slow CI machines
 
 
 @pytest.mark.parametrize(

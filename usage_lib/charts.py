@@ -213,7 +213,7 @@ class ModelsChart:
     top; the figure grows with the number of models."""
 
     def __init__(self) -> None:
-        self.model_scale = bq.OrdinalScale(reverse=True)
+        self.model_scale = bq.OrdinalScale()
         self.count_scale = bq.LinearScale(min=0.0, max=1.0)
         self.tip = HoverTip()
         self.bars = bq.Bars(
@@ -260,7 +260,9 @@ class ModelsChart:
         longest = max((len(n) for n in names), default=8)
         self.tip.set_rows([(name, int(n)) for name, n in zip(names, models["requests"])])
         with self.bars.hold_sync(), self.model_scale.hold_sync(), self.count_scale.hold_sync():
-            self.model_scale.domain = names
+            # A vertical ordinal axis puts its first value at the bottom: list them bottom-up.
+            # (OrdinalScale(reverse=True) flips again on every domain update in bqplot 0.13.1.)
+            self.model_scale.domain = names[::-1]
             # Room right of the longest bar for its label (marks are clipped to the plot).
             ticks = nice_ticks((counts.max() if len(counts) else 0) / 0.85)
             self.count_scale.max = float(ticks[-1])

@@ -34,6 +34,7 @@ from usage_lib.db import Database, open_database
 from usage_lib.errors import UsageError
 from usage_lib.report import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.routerconfig import load_router_config
+from usage_lib.snapshot import export_buttons
 from usage_lib.table import COLUMNS, Row, TopTable
 from usage_lib.timebuckets import SPANS
 
@@ -156,15 +157,7 @@ def config_from_environment(env: Mapping[str, str] | None = None) -> DashboardCo
 # The page
 # --------------------------------------------------------------------------------------
 
-TILES = (
-    ("total_requests", "Total Requests", formatting.count),
-    ("failed_requests", "Failed Requests", formatting.count),
-    ("avg_response_ms_completion", "Avg Resp Time (Completion)", formatting.milliseconds),
-    ("avg_response_ms_embedding", "Avg Resp Time (Embedding)", formatting.milliseconds),
-    ("input_tokens", "Input Tokens", formatting.count),
-    ("output_tokens", "Output Tokens", formatting.count),
-    ("total_tokens", "Total Tokens", formatting.count),
-)
+TILES = formatting.TILES
 
 TABLE_TITLES = {"org": "Requests by Organization", "token": "Requests by API Key", "user_id": "Requests by User ID"}
 ROLE_NAMES = {"admin": "Global admin", "org-admin": "Org admin", "user": "User"}
@@ -233,7 +226,8 @@ class Dashboard:
         self.spinner = _html('<div class="aq-spinner-ring"></div><span>Loading\u2026</span>', "aq-spinner")
         heading = widgets.VBox([self.title, self.subtitle])
         heading.add_class("aq-heading")
-        self.header = widgets.HBox([heading, self.spinner])
+        self.export = export_buttons(self)
+        self.header = widgets.HBox([heading, self.spinner, self.export])
         self.header.add_class("aq-header")
 
         self.org_dropdown = widgets.Dropdown(options=[], layout=widgets.Layout(width="auto"))
@@ -422,6 +416,7 @@ class Dashboard:
         """Recompute every panel with one `compute_usage` call; errors become a message."""
         if self._busy:
             return self.usage
+        self.export.reset()
         self._busy = True
         started = time.perf_counter()
         self._set_loading(True)

@@ -64,3 +64,15 @@ def bucket(moment: datetime, span: str) -> str:
 def as_of(moment: datetime, tz: str) -> str:
     """``2026-11-24 12:00:00 (UTC)``: when the figures were taken, on the dashboard zone's clock."""
     return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} ({tz})"
+
+
+#: The metrics bar: (metric key, tile label, formatter), in display order.
+TILES = (
+    ("total_requests", "Total Requests", count),
+    ("failed_requests", "Failed Requests", count),
+    ("avg_response_ms_completion", "Avg Resp Time (Completion)", milliseconds),
+    ("avg_response_ms_embedding", "Avg Resp Time (Embedding)", milliseconds),
+    ("input_tokens", "Input Tokens", count),
+    ("output_tokens", "Output Tokens", count),
+    ("total_tokens", "Total Tokens", count),
+)

@@ -49,15 +49,7 @@ FORMATS = (".html", ".pdf", ".png", ".json", ".csv", ".zip")
 CSV_PARTS = ("timeseries", "models", "summary")  # beside the top table, `<stem>.<part>.csv`
 REPORT_SCRIPT_ID = "aqueduct-usage-report"
 EXPORT_CLASS = "aq-export"  # the Export control; hidden in offline snapshots
-TILES = (
-    ("total_requests", "Total Requests", formatting.count),
-    ("failed_requests", "Failed Requests", formatting.count),
-    ("avg_response_ms_completion", "Avg Resp Time (Completion)", formatting.milliseconds),
-    ("avg_response_ms_embedding", "Avg Resp Time (Embedding)", formatting.milliseconds),
-    ("input_tokens", "Input Tokens", formatting.count),
-    ("output_tokens", "Output Tokens", formatting.count),
-    ("total_tokens", "Total Tokens", formatting.count),
-)
+TILES = formatting.TILES
 SPAN_WORDS = {"1h": "last hour", "1d": "last day", "1w": "last week"}
 
 

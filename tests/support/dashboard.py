@@ -9,10 +9,10 @@ Fixtures
 
 nbval
 -----
-When the session collects notebooks (``--nbval-lax``, set in pyproject's addopts), the
-demo database is built before any notebook kernel starts and the notebook's environment
-variables (AQUEDUCT_DB_URL, AQUEDUCT_ROUTER_CONFIG, AQUEDUCT_VIEWER, AQUEDUCT_TZ,
-AQUEDUCT_NOW) point at it; they are restored at the end of the session.
+Notebooks are collected with ``--nbval-lax`` (pyproject's addopts). Before a notebook's
+kernel starts, a demo database is built (once) and the notebook's environment variables
+(AQUEDUCT_DB_URL, AQUEDUCT_ROUTER_CONFIG, AQUEDUCT_VIEWER, AQUEDUCT_TZ, AQUEDUCT_NOW)
+point at it, only while nbval starts the kernel.
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ def dashboard_config(demo_gateway):
     return make
 
 
-# -- nbval --------------------------------------------------------------------------------
+# -- nbval ---------------------------------------------------------------------------------
 
-_saved_env: dict[str, str | None] = {}
+_notebook_demo: list[DemoGateway] = []
 _notebook_dir: list[Path] = []
 
 
@@ -87,36 +87,47 @@ def _is_notebook_item(item) -> bool:
     return type(item).__module__.startswith("nbval")
 
 
-def pytest_collection_finish(session):
-    # Also imported by notebooks/conftest.py: when both are loaded, build once.
-    if _notebook_dir or not any(_is_notebook_item(item) for item in session.items):
-        return
+def notebook_environment() -> dict[str, str]:
+    """The notebook's configuration: the demo gateway at DEMO_NOW, as its global admin."""
     from usage_lib.demo import DEMO_ADMIN_EMAIL
 
-    directory = Path(tempfile.mkdtemp(prefix="aqueduct-nbval-"))
-    _notebook_dir.append(directory)
-    demo = build_demo_gateway(directory)
-    for name in NOTEBOOK_ENV:
-        _saved_env[name] = os.environ.pop(name, None)
-    os.environ.update(
-        {
-            "AQUEDUCT_DB_URL": demo.url,
-            "AQUEDUCT_ROUTER_CONFIG": str(demo.router_config),
-            "AQUEDUCT_VIEWER": DEMO_ADMIN_EMAIL,
-            "AQUEDUCT_TZ": "UTC",
-            "AQUEDUCT_NOW": DEMO_NOW.isoformat(),
-            "AQUEDUCT_DEMO": "1",
-        }
-    )
+    if not _notebook_demo:
+        directory = Path(tempfile.mkdtemp(prefix="aqueduct-nbval-"))
+        _notebook_dir.append(directory)
+        _notebook_demo.append(build_demo_gateway(directory))
+    demo = _notebook_demo[0]
+    return {
+        "AQUEDUCT_DB_URL": demo.url,
+        "AQUEDUCT_ROUTER_CONFIG": str(demo.router_config),
+        "AQUEDUCT_VIEWER": DEMO_ADMIN_EMAIL,
+        "AQUEDUCT_TZ": "UTC",
+        "AQUEDUCT_NOW": DEMO_NOW.isoformat(),
+        "AQUEDUCT_DEMO": "1",
+    }
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """nbval starts a notebook's kernel while setting up its first cell: only then does
+    the process environment hold the notebook's variables (the kernel inherits them), so
+    no other test sees them."""
+    if not _is_notebook_item(item):
+        yield
+        return
+    saved = {name: os.environ.pop(name, None) for name in NOTEBOOK_ENV}
+    os.environ.update(notebook_environment())
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def pytest_unconfigure(config):
-    for name, value in _saved_env.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    _saved_env.clear()
     for directory in _notebook_dir:
         shutil.rmtree(directory, ignore_errors=True)
     _notebook_dir.clear()
+    _notebook_demo.clear()

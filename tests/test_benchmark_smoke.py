@@ -1,0 +1,55 @@
+"""`benchmarks/refresh.py` in a tiny mode: it runs, writes its JSON, every case is there,
+our figures equal the per-figure baseline's, and a refresh sends at most 3 statements.
+
+No timing assertions: this only keeps the benchmark working.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "benchmarks" / "refresh.py"
+CASES = {"admin_all_1w", "org_admin_1d", "user_teams_1w"}
+TINY = ["--sizes", "2000", "--repeat", "1", "--naive-repeat", "1", "--no-browser"]
+
+
+def run_benchmark(tmp_path, *args: str) -> dict:
+    out = tmp_path / "result.json"
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), *TINY, "--data-dir", str(tmp_path / "data"), "--out", str(out), *args],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "| backend | requests | case |" in completed.stdout
+    return json.loads(out.read_text())
+
+
+def check(result: dict, backend: str) -> None:
+    rows = [row for row in result["cases"] if row["backend"] == backend]
+    assert {row["case"] for row in rows} == CASES
+    for row in rows:
+        assert row["requests"] == 2000
+        assert 1 <= row["statements"] <= 3, row
+        assert row["same_figures"], row["differences"]
+        assert row["naive_statements"] > row["statements"]
+        assert row["window_rows"] >= row["reach_rows"] > 0
+        assert row["median_ms"] > 0 and row["rss_peak_mb"] > 0
+    statements = next(t for t in result["targets"] if "statements" in t["target"])
+    assert statements["met"] is True
+
+
+def test_benchmark_on_sqlite(tmp_path):
+    result = run_benchmark(tmp_path, "--backends", "sqlite")
+    check(result, "sqlite")
+    assert (tmp_path / "data" / "demo-2000.sqlite3").is_file()
+
+
+def test_benchmark_on_postgresql(tmp_path, fresh_postgres_database):
+    url = fresh_postgres_database("bench")
+    result = run_benchmark(tmp_path, "--backends", "postgresql", "--pg-db", url)
+    check(result, "postgresql")
+    assert result["environment"]["postgresql"]
