@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import re
 import logging
 import os
 import sys
@@ -333,7 +334,8 @@ class Dashboard:
     def _tile_html(label: str, value: str) -> str:
         return (
             f'<div class="aq-tile-label">{html.escape(label)}</div>'
-            f'<div class="aq-tile-value">{html.escape(value)}</div>'
+            # The length lets the stylesheet shrink long values (billions) onto one line.
+            f'<div class="aq-tile-value" style="--aq-len: {max(len(value), 1)}">{html.escape(value)}</div>'
         )
 
     @staticmethod
@@ -551,7 +553,7 @@ class Dashboard:
         out = {}
         for key, label, _ in TILES:
             value = self.tiles[key].value
-            out[label] = html.unescape(value.split('<div class="aq-tile-value">')[1].split("</div>")[0])
+            out[label] = html.unescape(re.search(r'class="aq-tile-value"[^>]*>(.*?)</div>', value).group(1))
         return out
 
     def close(self) -> None:

@@ -10,13 +10,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 from sqlalchemy import (
+    DateTime,
     Integer,
     Select,
     String,
     and_,
+    bindparam,
     case,
     cast,
     false,
@@ -178,31 +182,63 @@ def _bucket_index(timestamp, bounds: Sequence, low: int, high: int):
     )
 
 
-def _summary_columns(rows, ilike_source):
-    """The outer level's sums over the inner groups; avg inputs split by path (ILIKE)."""
-    completion = ilike_source.ilike(COMPLETION_PATH)
-    embedding = ilike_source.ilike(EMBEDDING_PATH)
-    return [
-        func.sum(rows.c.requests).label("requests"),
-        func.sum(rows.c.failed).label("failed"),
-        func.sum(rows.c.input_tokens).label("input_tokens"),
-        func.sum(rows.c.output_tokens).label("output_tokens"),
-        func.sum(case((completion, rows.c.ms_sum), else_=null())).label("completion_ms_sum"),
-        func.sum(case((completion, rows.c.ms_n), else_=0)).label("completion_n"),
-        func.sum(case((embedding, rows.c.ms_sum), else_=null())).label("embedding_ms_sum"),
-        func.sum(case((embedding, rows.c.ms_n), else_=0)).label("embedding_n"),
-    ]
+def _no_affinity(column):
+    """`+column`: the same value without the column's type affinity (SQLite)."""
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
 
-def _inner_sums(failed):
-    return [
-        func.count().label("requests"),
-        failed.label("failed"),
-        func.sum(request.c.input_tokens).label("input_tokens"),
-        func.sum(request.c.output_tokens).label("output_tokens"),
-        func.sum(request.c.response_time_ms).label("ms_sum"),
-        func.count(request.c.response_time_ms).label("ms_n"),
-    ]
+@dataclass(frozen=True)
+class _Shape:
+    """Everything the usage statement's SQL text depends on; values are bound separately."""
+
+    dialect: str
+    buckets: int
+    models: int | None  # None: no router configuration; else how many configured models
+    by_user_id: bool
+    reach_tokens: bool  # requests of listed tokens
+    reach_email: bool  # requests of listed tokens whose user_id is the viewer's email
+    everything: bool
+    token: bool  # one token selected
+
+
+def usage_query(
+    db: Database,
+    scope: Scope,
+    window: Window,
+    models: Sequence[str] | None,
+) -> tuple[Select, dict[str, object]]:
+    """The usage statement (see `usage_statement`) and its parameters.
+
+    The statement depends only on the shape of the request (dialect, number of buckets
+    and models, kind of reach) and is built once per shape: building and hashing a new
+    SQLAlchemy statement on every refresh cost several milliseconds.
+    """
+    reach = scope.reach
+    shape = _Shape(
+        dialect=db.dialect,
+        buckets=len(window.edges),
+        models=None if models is None else len(models),
+        by_user_id=scope.top_kind == "user_id" and db.has_user_id,
+        reach_tokens=not reach.everything and bool(reach.token_ids),
+        reach_email=not reach.everything and bool(reach.email and reach.email_token_ids),
+        everything=reach.everything,
+        token=scope.token is not None,
+    )
+    params: dict[str, object] = {"start": db.timestamp_bound(window.start).value}
+    for index, edge in enumerate(window.edges):
+        params[f"edge_{index}"] = db.timestamp_bound(edge).value
+    if models:
+        params["models"] = list(models)
+        for index, name in enumerate(models):
+            params[f"model_{index}"] = name
+    if shape.reach_tokens:
+        params["reach_tokens"] = sorted(reach.token_ids)
+    if shape.reach_email:
+        params["email"] = reach.email
+        params["email_tokens"] = sorted(reach.email_token_ids)
+    if shape.token:
+        params["token"] = scope.token.id
+    return _usage_template(shape), params
 
 
 def usage_statement(
@@ -235,23 +271,45 @@ def usage_statement(
     per edge; SQLite (no hash aggregation: it sorts) puts a bucket index (a balanced
     CASE tree over the edges) into a small integer sort key with the model's position
     in the configuration, and the outer level turns bucket indexes into those counts.
+
+    This returns the statement with its values bound; `usage_query` returns the cached
+    statement and the values separately (what `report.compute_usage` executes).
     """
-    by_user_id = scope.top_kind == "user_id" and db.has_user_id
-    key = request.c.user_id if by_user_id else request.c.token_id
-    edges = [db.timestamp_bound(edge) for edge in window.edges]
+    statement, params = usage_query(db, scope, window, models)
+    return statement.params(params)
 
-    conditions = [request.c.timestamp >= db.timestamp_bound(window.start)]
-    if models is not None:
-        conditions.append(request.c.model.in_(list(models)) if models else false())
-    reach = reach_condition(scope.reach)
-    if reach is not None:
-        conditions.append(reach)
-    if scope.token is not None:
-        conditions.append(request.c.token_id == scope.token.id)
 
-    model = request.c.model if models is not None else func.coalesce(request.c.model, "")
-    if db.dialect == "sqlite":
-        return _usage_sqlite(key, model, edges, models, conditions)
+def _timestamp_type(dialect: str):
+    return String() if dialect == "sqlite" else DateTime(timezone=True)
+
+
+@lru_cache(maxsize=256)
+def _usage_template(shape: _Shape) -> Select:
+    stamp = _timestamp_type(shape.dialect)
+    key = request.c.user_id if shape.by_user_id else request.c.token_id
+    edges = [bindparam(f"edge_{index}", type_=stamp) for index in range(shape.buckets)]
+
+    conditions = [request.c.timestamp >= bindparam("start", type_=stamp)]
+    if shape.models is not None:
+        conditions.append(
+            request.c.model.in_(bindparam("models", expanding=True, type_=String())) if shape.models else false()
+        )
+    if not shape.everything:
+        reach = []
+        if shape.reach_tokens:
+            reach.append(request.c.token_id.in_(bindparam("reach_tokens", expanding=True, type_=Integer())))
+        if shape.reach_email:
+            reach.append(and_(
+                request.c.user_id == bindparam("email", type_=String()),
+                request.c.token_id.in_(bindparam("email_tokens", expanding=True, type_=Integer())),
+            ))
+        conditions.append(or_(*reach) if reach else false())
+    if shape.token:
+        conditions.append(request.c.token_id == bindparam("token", type_=Integer()))
+
+    model = request.c.model if shape.models is not None else func.coalesce(request.c.model, "")
+    if shape.dialect == "sqlite":
+        return _usage_sqlite(key, model, edges, shape.models, conditions)
 
     before = [
         func.count().filter(request.c.timestamp < edge).label(f"before_{index}")
@@ -272,30 +330,55 @@ def usage_statement(
     ).group_by(rows.c.model, rows.c.key)
 
 
-def _usage_sqlite(key, model, edges, models, conditions) -> Select:
+def _summary_columns(rows, ilike_source):
+    """The outer level's sums over the inner groups; avg inputs split by path (ILIKE)."""
+    completion = ilike_source.ilike(COMPLETION_PATH)
+    embedding = ilike_source.ilike(EMBEDDING_PATH)
+    return [
+        func.sum(rows.c.requests).label("requests"),
+        func.sum(rows.c.failed).label("failed"),
+        func.sum(rows.c.input_tokens).label("input_tokens"),
+        func.sum(rows.c.output_tokens).label("output_tokens"),
+        func.sum(case((completion, rows.c.ms_sum), else_=null())).label("completion_ms_sum"),
+        func.sum(case((completion, rows.c.ms_n), else_=0)).label("completion_n"),
+        func.sum(case((embedding, rows.c.ms_sum), else_=null())).label("embedding_ms_sum"),
+        func.sum(case((embedding, rows.c.ms_n), else_=0)).label("embedding_n"),
+    ]
+
+
+def _inner_sums(failed):
+    return [
+        func.count().label("requests"),
+        failed.label("failed"),
+        func.sum(request.c.input_tokens).label("input_tokens"),
+        func.sum(request.c.output_tokens).label("output_tokens"),
+        func.sum(request.c.response_time_ms).label("ms_sum"),
+        func.count(request.c.response_time_ms).label("ms_n"),
+    ]
+
+
+def _usage_sqlite(key, model, edges, models: int | None, conditions) -> Select:
     # `+timestamp` has no type affinity: compared with the text bounds as text, as the
     # column itself is (its NUMERIC affinity made SQLite try to read every bound as a
     # number on every comparison), and it keeps the CASE off the index.
-    timestamp = _no_affinity(request.c.timestamp)
-    bucket = _bucket_index(timestamp, edges, 0, len(edges))
+    bucket = _bucket_index(_no_affinity(request.c.timestamp), edges, 0, len(edges))
     failed = func.sum(case((request.c.status_code >= 400, 1), else_=0))
     if models:
-        # The model's position in the configuration (the WHERE keeps only those).
-        positions = case(*((model == name, index) for index, name in enumerate(models)), else_=-1)
-        width = len(models)
-        slot = (bucket * width + positions).label("slot")
+        # One small integer sort key: bucket and the model's position in the
+        # configuration (the WHERE keeps only configured models).
+        names = [bindparam(f"model_{index}", type_=String()) for index in range(models)]
+        positions = case(*((model == name, index) for index, name in enumerate(names)), else_=-1)
+        slot = (bucket * models + positions).label("slot")
         rows = (
             select(slot, key.label("key"), request.c.path, *_inner_sums(failed))
             .where(*conditions)
             .group_by(literal_column("slot"), key, request.c.path)
             .subquery("window_groups")
         )
-        model_out = case(
-            *(((rows.c.slot % width) == index, literal(name, String())) for index, name in enumerate(models)),
-            else_=null(),
-        )
-        model_group = rows.c.slot % width
-        bucket_out = rows.c.slot // width
+        model_out = case(*(((rows.c.slot % models) == index, name) for index, name in enumerate(names)),
+                         else_=null())
+        model_group = rows.c.slot % models
+        bucket_out = rows.c.slot // models
     else:
         rows = (
             select(bucket.label("bucket"), model.label("model"), key.label("key"), request.c.path,
@@ -317,8 +400,3 @@ def _usage_sqlite(key, model, edges, models, conditions) -> Select:
         *_summary_columns(rows, rows.c.path),
         *before,
     ).group_by(model_group, rows.c.key)
-
-
-def _no_affinity(column):
-    """`+column`: the same value without the column's type affinity (SQLite)."""
-    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)

@@ -301,8 +301,8 @@ def compute_usage(
         if not db.has_user_id:
             scope = dataclasses.replace(scope, reach=dataclasses.replace(scope.reach, email=None))
             notices.append(NO_USER_ID_NOTICE)
-        statement = queries.usage_statement(db, scope, win, models)
-        grouped, before = _grouped_frame(conn.execute(statement).all(), len(win.starts))
+        statement, params = queries.usage_query(db, scope, win, models)
+        grouped, before = _grouped_frame(conn.execute(statement, params).all(), len(win.starts))
     for note in selection_notes + scope.fallbacks:
         # A choice the viewer may not make (or garbage): shown narrower, and on record.
         log.warning("viewer %s (%s): %s", person.label, person.role, note)
