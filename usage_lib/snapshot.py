@@ -518,6 +518,7 @@ def _ready_js(usage: Usage) -> str:
 # PDF and PNG from the real page
 # --------------------------------------------------------------------------------------
 
+#: Headless Chromium as root, without a screen, on a closed network (see STACK-NOTES).
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

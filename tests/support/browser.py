@@ -27,15 +27,8 @@ from tests.support import REPO_ROOT, unavailable
 
 ENV_CHROMIUM = "AQUEDUCT_TEST_CHROMIUM"
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# The same flags the snapshot exporter starts Chromium with.
+from usage_lib.snapshot import CHROMIUM_ARGS  # noqa: E402
 
 
 def find_chromium() -> str | None:
