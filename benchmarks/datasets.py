@@ -24,6 +24,13 @@ NOW = datetime(2025, 3, 14, 15, 30, tzinfo=timezone.utc)
 ROUTER_CONFIG = DATA / "router.yaml"
 
 
+def configure(data_dir: Path) -> None:
+    """Keep databases, manifest and router configuration under `data_dir`."""
+    global DATA, ROUTER_CONFIG
+    DATA = Path(data_dir).resolve()
+    ROUTER_CONFIG = DATA / "router.yaml"
+
+
 def _generator_digest() -> str:
     return hashlib.sha256(Path(demo.__file__).read_bytes()).hexdigest()[:12]
 
@@ -109,12 +116,56 @@ def postgres_database(server, requests: int, *, rebuild: bool = False, log=print
     return server.database_url(name), seconds
 
 
+def postgres_in_database(url: str, requests: int, *, log=print) -> tuple[str, float | None]:
+    """Use one given database: build the demo in it when it has no gateway tables yet."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        present = sa.inspect(engine).has_table("management_request")
+    finally:
+        engine.dispose()
+    if present:
+        return url, None
+    log(f"building PostgreSQL demo database of {requests:,} requests in the given database ...")
+    started = time.perf_counter()
+    demo.build_demo(url, DATA / "router.partial.yaml", requests=requests, seed=SEED, now=NOW)
+    (DATA / "router.partial.yaml").unlink(missing_ok=True)
+    _vacuum(url)
+    return url, time.perf_counter() - started
+
+
+def server_version(url: str) -> str:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SHOW server_version")).scalar_one()
+    finally:
+        engine.dispose()
+
+
 def _vacuum(url: str) -> None:
+    """VACUUM (ANALYZE) until the visibility map covers the request table.
+
+    A live gateway's autovacuum does this in the background (for the older pages); a
+    VACUUM right after a bulk load can leave pages unmarked while other sessions' old
+    snapshots are around, so try a few times.
+    """
     import sqlalchemy as sa
 
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            conn.execute(sa.text("VACUUM (ANALYZE)"))
+            for _attempt in range(5):
+                conn.execute(sa.text("VACUUM (ANALYZE) management_request"))
+                pages, visible = conn.execute(sa.text(
+                    "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'management_request'"
+                )).one()
+                if visible >= pages:
+                    break
+                time.sleep(2)
+            conn.execute(sa.text("ANALYZE"))
     finally:
         engine.dispose()

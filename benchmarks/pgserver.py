@@ -214,3 +214,28 @@ class PersistentPostgres:
                     conn.execute(sa.text(statement))
         finally:
             engine.dispose()
+
+
+class ExternalPostgres:
+    """An existing server, given by an admin URL (demo_<n> databases are created there)."""
+
+    def __init__(self, admin_url: str):
+        from sqlalchemy.engine import make_url
+
+        self._url = make_url(admin_url).set(drivername="postgresql+psycopg")
+        self.url = self._url.render_as_string(hide_password=False)
+
+    def database_url(self, name: str) -> str:
+        return self._url.set(database=name).render_as_string(hide_password=False)
+
+    def databases(self) -> set[str]:
+        return PersistentPostgres.databases(self)
+
+    def admin(self, *statements: str) -> None:
+        PersistentPostgres.admin(self, *statements)
+
+    def version(self) -> str:
+        return PersistentPostgres.version(self)
+
+    def stop(self) -> None:
+        pass

@@ -228,48 +228,81 @@ TOP_COLUMNS = ["rank", "id", "name", "requests", "input_tokens", "output_tokens"
 TOKEN_COLUMNS = ["display_name", "owner_email", "service_account", "is_service_account", "can_open"]
 
 
-def _sum_by_key(grouped: pd.DataFrame, key: pd.Series) -> pd.DataFrame:
-    sums = grouped[["requests", "input_tokens", "output_tokens"]].groupby(key, dropna=False, sort=False).sum()
-    sums["total_tokens"] = sums["input_tokens"] + sums["output_tokens"]
-    return sums.reset_index(names="id")
+def _sum_by_key(grouped: pd.DataFrame, keys: Sequence) -> dict:
+    """key -> [requests, input_tokens, output_tokens], in order of first appearance."""
+    sums: dict = {}
+    columns = zip(keys, grouped["requests"].tolist(), grouped["input_tokens"].tolist(),
+                  grouped["output_tokens"].tolist())
+    for key, requests, input_tokens, output_tokens in columns:
+        entry = sums.get(key)
+        if entry is None:
+            sums[key] = [requests, input_tokens, output_tokens]
+        else:
+            entry[0] += requests
+            entry[1] += input_tokens
+            entry[2] += output_tokens
+    return sums
 
 
-def _rank(table: pd.DataFrame, sort_by: list[str], top_k: int, columns: list[str]) -> pd.DataFrame:
-    ascending = [False] + [True] * len(sort_by)
-    table = table[table["requests"] > 0]
-    table = table.sort_values(["requests", *sort_by], ascending=ascending, na_position="last", kind="stable")
-    table = table.head(top_k).reset_index(drop=True)
-    table.insert(0, "rank", range(1, len(table) + 1))
-    return table[columns]
+def _rank(sums: dict, sort_key, top_k: int) -> list:
+    """Keys with requests, most requests first, ties by `sort_key(key)`; at most top_k."""
+    used = [key for key, (requests, _i, _o) in sums.items() if requests > 0]
+    used.sort(key=lambda key: (-sums[key][0], *sort_key(key)))
+    return used[:top_k]
+
+
+def _table(keys: list, sums: dict, ids: list, names: list, id_dtype, name_dtype=object, extra=None) -> pd.DataFrame:
+    data = {
+        "rank": pd.Series(range(1, len(keys) + 1), dtype="int64"),
+        "id": pd.Series(ids, dtype=id_dtype),
+        "name": pd.Series(names, dtype=name_dtype),
+        "requests": pd.Series([sums[key][0] for key in keys], dtype="int64"),
+        "input_tokens": pd.Series([sums[key][1] for key in keys], dtype="int64"),
+        "output_tokens": pd.Series([sums[key][2] for key in keys], dtype="int64"),
+        "total_tokens": pd.Series([sums[key][1] + sums[key][2] for key in keys], dtype="int64"),
+    }
+    data.update(extra or {})
+    return pd.DataFrame(data)
 
 
 def _top_orgs(grouped: pd.DataFrame, catalogue: Catalogue, top_k: int) -> pd.DataFrame:
+    """One row per org of the tokens' owners; owners without a profile: one row, no org."""
     owner_org = {token.id: token.owner_org_id for token in catalogue.tokens.values()}
-    key = grouped["key"].map(owner_org).astype("Int64")
-    table = _sum_by_key(grouped, key)
+    sums = _sum_by_key(grouped, [owner_org.get(key) for key in grouped["key"].tolist()])
     names = {org.id: org.name for org in catalogue.orgs}
-    table["name"] = table["id"].map(names).astype(object)
-    table["name_key"] = table["name"].map(lambda name: name.casefold() if isinstance(name, str) else None)
-    return _rank(table, ["name_key", "id"], top_k, TOP_COLUMNS)
+
+    def order(org_id):  # name (case-folded), then id; the row without an org last
+        name = names.get(org_id)
+        return (name is None, name.casefold() if name is not None else "", org_id is None, org_id or 0)
+
+    keys = _rank(sums, order, top_k)
+    return _table(keys, sums, keys, [names.get(key, np.nan) for key in keys], "Int64")
 
 
 def _top_tokens(grouped: pd.DataFrame, scope: Scope, catalogue: Catalogue, top_k: int) -> pd.DataFrame:
-    table = _sum_by_key(grouped, grouped["key"].astype("int64"))
-    tokens = [catalogue.tokens[token_id] for token_id in table["id"]]
-    table["name"] = pd.Series([token.name for token in tokens], dtype=object)
-    table["display_name"] = pd.Series([token.display_name for token in tokens], dtype=object)
-    table["owner_email"] = pd.Series([token.owner_email for token in tokens], dtype=object)
-    table["service_account"] = pd.Series([token.service_account for token in tokens], dtype=object)
-    table["is_service_account"] = [token.service_account_id is not None for token in tokens]
-    table["can_open"] = [access.can_open(scope.viewer, token, scope.org) for token in tokens]
-    table["name_key"] = table["display_name"].str.casefold()
-    return _rank(table, ["name_key", "id"], top_k, TOP_COLUMNS + TOKEN_COLUMNS)
+    sums = _sum_by_key(grouped, [int(key) for key in grouped["key"].tolist()])
+    tokens = catalogue.tokens
+    def order(key):  # shown name (case-folded), then id
+        name = tokens[key].display_name
+        return (name is None, name.casefold() if name is not None else "", key)
+
+    keys = _rank(sums, order, top_k)
+    chosen = [tokens[key] for key in keys]
+    extra = {
+        "display_name": pd.Series([token.display_name for token in chosen], dtype=object),
+        "owner_email": pd.Series([token.owner_email for token in chosen], dtype=object),
+        "service_account": pd.Series([token.service_account for token in chosen], dtype=object),
+        "is_service_account": pd.Series([token.service_account_id is not None for token in chosen], dtype=bool),
+        "can_open": pd.Series([access.can_open(scope.viewer, token, scope.org) for token in chosen], dtype=bool),
+    }
+    return _table(keys, sums, keys, [token.name for token in chosen], "int64", extra=extra)
 
 
 def _top_user_ids(grouped: pd.DataFrame, top_k: int) -> pd.DataFrame:
-    table = _sum_by_key(grouped, grouped["key"].astype(str))
-    table["name"] = table["id"]
-    return _rank(table, ["id"], top_k, TOP_COLUMNS)
+    sums = _sum_by_key(grouped, [str(key) for key in grouped["key"].tolist()])
+    keys = _rank(sums, lambda key: (key,), top_k)
+    # pandas' default string dtype, as `astype(str)` gives.
+    return _table(keys, sums, keys, list(keys), "str", "str")
 
 
 def _empty_grouped() -> pd.DataFrame:

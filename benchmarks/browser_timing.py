@@ -1,0 +1,185 @@
+"""The served page, timed in headless Chromium (issue 6, part 4).
+
+`measure_page(url, router_config, now)` serves the dashboard (`usage-dashboard serve`,
+i.e. Voila with the repository's configuration) on the given database as the demo's
+global admin at a fixed as-of time, and with Playwright and Debian's Chromium measures:
+
+- first paint: from navigation to all charts drawn (also recorded: when the dashboard's
+  first widgets appear, i.e. the kernel has started and run the notebook's first cells) (the tiles show the figures of a
+  refresh computed here for the same view, both charts have their bars, the page is no
+  longer loading): the default view (own org, 1d), and the heaviest one (`?org=all&span=1w`);
+- refresh: from clicking another span to the redrawn charts (tiles of the new span,
+  the new number of time buckets, loading over).
+
+Each page view is a fresh browser context, so a fresh Voila kernel (kernel start-up is
+part of the first paint, as for a real visitor). Times are medians over `repeat` views.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("AQUEDUCT_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+VIEWER = "admin@acme.example"
+STEP_TIMEOUT_MS = 120_000
+
+#: Drawn: no loading class, the tiles show `expected`, `bars` time buckets, model bars.
+DRAWN = """([expected, bars]) => {
+  if (document.querySelector('.aq-dashboard.aq-loading')) return false;
+  const tiles = Object.fromEntries([...document.querySelectorAll('.aq-tile')].map(t =>
+      [t.querySelector('.aq-tile-label').textContent, t.querySelector('.aq-tile-value').textContent]));
+  if (!Object.entries(expected).every(([label, value]) => tiles[label] === value)) return false;
+  if (document.querySelectorAll('.aq-timeseries rect.bar').length !== bars) return false;
+  return document.querySelectorAll('.aq-models rect.bar').length > 0;
+}"""
+#: Two animation frames: what was drawn is on screen.
+PAINTED = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _expected(url: str, router_config: Path, now, org, span: str) -> tuple[dict[str, str], int]:
+    """The tiles' texts and the number of time buckets for a view, from `compute_usage`."""
+    from usage_lib import Selection, compute_usage, load_router_config, open_database
+    from usage_lib.dashboard import TILES
+
+    db = open_database(url)
+    try:
+        usage = compute_usage(db, VIEWER, Selection(org=org, span=span, now=now), load_router_config(router_config))
+    finally:
+        db.close()
+    values = usage.metrics.as_dict()
+    return {label: fmt(values[key]) for key, label, fmt in TILES}, len(usage.timeseries)
+
+
+class _Server:
+    """`usage-dashboard serve` in its own process group; stopped by `close()`."""
+
+    def __init__(self, url: str, router_config: Path, now) -> None:
+        self.port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AQUEDUCT_") and k != "QUERY_STRING"}
+        env.update({"AQUEDUCT_NOW": now.isoformat(), "PYTHONUNBUFFERED": "1"})
+        command = [sys.executable, "-m", "usage_lib.cli", "serve", "--db", url, "--router-config",
+                   str(router_config), "--viewer", VIEWER, "--port", str(self.port)]
+        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.output: list[str] = []
+        self.url = ""
+        ready = threading.Event()
+
+        def pump() -> None:
+            for line in self.process.stdout:
+                self.output.append(line)
+                match = re.search(r"served at (http://\S+)", line)
+                if match:
+                    self.url = match.group(1)
+                    ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(120):
+            self.close()
+            raise RuntimeError("usage-dashboard serve printed no URL:\n" + "".join(self.output[-40:]))
+
+    def close(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=10)
+
+
+def measure_page(url: str, router_config: Path, now, *, repeat: int = 5, log=print) -> dict:
+    """Medians (s) of first paint and span-change refresh; or why they were not measured."""
+    if not os.access(CHROMIUM, os.X_OK):
+        return {"status": "not measured", "reason": f"no Chromium at {CHROMIUM}"}
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return {"status": "not measured", "reason": "playwright is not installed"}
+    dashboard = REPO / "notebooks" / "usage_dashboard.ipynb"
+    if not dashboard.exists():
+        return {"status": "not measured", "reason": f"no dashboard notebook at {dashboard}"}
+
+    views = {
+        "default": (None, "1d", "1w", ""),          # own org: first 1d, then switch to 1w
+        "all_orgs_1w": ("all", "1w", "1d", "?org=all&span=1w"),
+    }
+    expected = {}
+    for name, (org, first, second, _query) in views.items():
+        expected[name] = (_expected(url, router_config, now, org, first), _expected(url, router_config, now, org, second))
+
+    server = _Server(url, router_config, now)
+    results: dict[str, dict[str, list[float]]] = {
+        name: {"first_paint_s": [], "widgets_s": [], "refresh_s": []} for name in views
+    }
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                for round_ in range(repeat + 1):  # round 0 warms the server and the database
+                    for name, (org, first, second, query) in views.items():
+                        (tiles_1, bars_1), (tiles_2, bars_2) = expected[name]
+                        context = browser.new_context(viewport={"width": 1366, "height": 900})
+                        page = context.new_page()
+                        try:
+                            started = time.perf_counter()
+                            page.goto(server.url + query, timeout=STEP_TIMEOUT_MS)
+                            page.wait_for_selector(".aq-dashboard", timeout=STEP_TIMEOUT_MS)
+                            widgets = time.perf_counter() - started
+                            page.wait_for_function(DRAWN, arg=[tiles_1, bars_1], timeout=STEP_TIMEOUT_MS)
+                            page.evaluate(PAINTED)
+                            first_paint = time.perf_counter() - started
+                            started = time.perf_counter()
+                            page.locator(".aq-span button", has_text=second).click()
+                            page.wait_for_function(DRAWN, arg=[tiles_2, bars_2], timeout=STEP_TIMEOUT_MS)
+                            page.evaluate(PAINTED)
+                            refresh = time.perf_counter() - started
+                        finally:
+                            context.close()
+                        if round_ > 0:
+                            results[name]["first_paint_s"].append(first_paint)
+                            results[name]["refresh_s"].append(refresh)
+                            results[name]["widgets_s"].append(widgets)
+                            log(f"    {name}: first paint {first_paint:.2f} s (widgets shown after {widgets:.2f} s), "
+                                f"{first}->{second} refresh {refresh:.2f} s")
+            finally:
+                browser.close()
+    finally:
+        server.close()
+
+    out: dict = {"status": "measured", "viewer": VIEWER, "repeat": repeat, "database": url.split("@")[-1]}
+    for name, (org, first, second, query) in views.items():
+        out[name] = {
+            "url_query": query, "first_view": first, "switch_to": second,
+            "first_paint_median_s": statistics.median(results[name]["first_paint_s"]),
+            "widgets_shown_median_s": statistics.median(results[name]["widgets_s"]),
+            "refresh_median_s": statistics.median(results[name]["refresh_s"]),
+            "first_paint_s": results[name]["first_paint_s"], "refresh_s": results[name]["refresh_s"],
+        }
+    out["targets"] = {
+        "first paint < 3 s": all(out[n]["first_paint_median_s"] < 3 for n in views),
+        "refresh < 0.5 s": all(out[n]["refresh_median_s"] < 0.5 for n in views),
+    }
+    return out
