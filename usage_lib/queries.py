@@ -293,7 +293,8 @@ def _usage_template(shape: _Shape) -> Select:
     # On SQLite, `+column` keeps a condition from choosing an index: the model filter
     # would otherwise pick the (model, timestamp) index, whose per-model ranges read the
     # table out of order (slower than the timestamp index), and the email match the
-    # user_id index, which covers all of history rather than the window.
+    # user_id index, which covers all of history rather than the window. The time
+    # window (timestamp or (token, timestamp) index) always bounds what is read.
     sqlite = shape.dialect == "sqlite"
     model_column = _no_affinity(request.c.model) if sqlite else request.c.model
     user_id_column = _no_affinity(request.c.user_id) if sqlite else request.c.user_id
@@ -304,12 +305,16 @@ def _usage_template(shape: _Shape) -> Select:
         )
     if not shape.everything:
         reach = []
+        # Both kinds of reach on SQLite: no index for the OR (a "multi-index OR" collects
+        # every matching rowid in memory: memory would grow with the rows); it filters
+        # the window read through the timestamp index instead.
+        token_column = _no_affinity(request.c.token_id) if sqlite and shape.reach_email else request.c.token_id
         if shape.reach_tokens:
-            reach.append(request.c.token_id.in_(bindparam("reach_tokens", expanding=True, type_=Integer())))
+            reach.append(token_column.in_(bindparam("reach_tokens", expanding=True, type_=Integer())))
         if shape.reach_email:
             reach.append(and_(
                 user_id_column == bindparam("email", type_=String()),
-                request.c.token_id.in_(bindparam("email_tokens", expanding=True, type_=Integer())),
+                token_column.in_(bindparam("email_tokens", expanding=True, type_=Integer())),
             ))
         conditions.append(or_(*reach) if reach else false())
     if shape.token:
