@@ -122,6 +122,24 @@ def test_postgres_connection_refuses_writes(fresh_postgres_database):
     db.close()
 
 
+def test_postgres_session_runs_without_jit(fresh_postgres_database):
+    url = fresh_postgres_database()
+    GatewayBuilder(url).close()
+    db = open_database(url)
+    with db.connect() as conn:
+        assert conn.execute(text("SHOW jit")).scalar() == "off"
+    db.close()
+
+
+def test_sqlite_sorter_may_use_helper_threads(tmp_path):
+    url = f"sqlite:///{tmp_path}/g.sqlite3"
+    GatewayBuilder(url).close()
+    db = open_database(url)
+    with db.connect() as conn:
+        assert conn.execute(text("PRAGMA threads")).scalar() >= 1
+    db.close()
+
+
 def test_postgres_plain_driver_name_is_accepted(fresh_postgres_database):
     url = make_url(fresh_postgres_database())
     GatewayBuilder(url.render_as_string(hide_password=False)).close()
