@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.support.gateway import GatewayBuilder, build_tiny_org
+from usage_lib.cli import db_url
 
 NOW = "2026-11-24T12:00:00+00:00"
 ACME = 1 + (2 + 64 + 512 + 1024) + 4
@@ -55,6 +56,18 @@ def test_plain_path_accepted_for_sqlite(tiny_url):
     path = tiny_url.url.removeprefix("sqlite:///")
     result = run("report", "--db", path, "--now", NOW, "--viewer", "root", "--org", "all", "--format", "json")
     assert json.loads(result.stdout)["top"]["kind"] == "org"
+
+
+@pytest.mark.parametrize("given", ["data/g.sqlite3", "sqlite:///data/g.sqlite3"])
+def test_relative_sqlite_paths_become_absolute(given, tmp_path, monkeypatch):
+    # A Voila kernel runs in the notebook's folder: a relative path would name another file.
+    monkeypatch.chdir(tmp_path)
+    assert db_url(given) == f"sqlite:///{tmp_path}/data/g.sqlite3"
+
+
+@pytest.mark.parametrize("given", ["sqlite:////srv/g.sqlite3", "postgresql://u@h/gateway", "sqlite://"])
+def test_other_database_urls_are_kept(given):
+    assert db_url(given) == given
 
 
 def test_token_and_top_and_zone_options(tiny_url):

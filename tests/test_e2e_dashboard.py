@@ -7,6 +7,7 @@ server shows every role. Screenshots go to test-output/dashboard/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -49,14 +50,15 @@ class Server:
         return "".join(self.output[-60:])
 
 
-@pytest.fixture(scope="module")
-def voila_server(demo_gateway):
-    """`usage-dashboard serve` on a free port; the URL it prints once Voila listens."""
+@contextlib.contextmanager
+def serving(demo_gateway, identity: dict[str, str], *args: str):
+    """`usage-dashboard serve` on a free port with `identity` (AQUEDUCT_* variables) and
+    extra `args`; yields the `Server` once it printed its URL, stops it (SIGTERM) after."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("AQUEDUCT_") and key != "QUERY_STRING"}
-    env.update({"AQUEDUCT_IDENTITY": "header", "AQUEDUCT_NOW": DEMO_NOW.isoformat(), "PYTHONUNBUFFERED": "1"})
+    env.update({**identity, "AQUEDUCT_NOW": DEMO_NOW.isoformat(), "PYTHONUNBUFFERED": "1"})
     command = [sys.executable, "-m", "usage_lib.cli", "serve", "--db", demo_gateway.url,
-               "--router-config", str(demo_gateway.router_config), "--port", str(port)]
+               "--router-config", str(demo_gateway.router_config), "--port", str(port), *args]
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     server = Server(process, "")
@@ -77,12 +79,21 @@ def voila_server(demo_gateway):
         assert server.url == f"http://127.0.0.1:{port}/"
         yield server
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
+        try:
             process.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(process.pid, signal.SIGKILL)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def voila_server(demo_gateway):
+    """The dashboard behind a proxy: the viewer comes from a header on every request."""
+    with serving(demo_gateway, {"AQUEDUCT_IDENTITY": "header"}) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,13 @@ import pytest
 from tornado.httputil import HTTPHeaders
 from tornado.web import HTTPError
 
+from tests.support import REPO_ROOT
+
 from usage_lib import identity
 from usage_lib.errors import UsageError
 from usage_lib.report import Selection
 from usage_lib.urlstate import query_for, selection_from_query
-from usage_lib.voila_hooks import prelaunch_hook
+from usage_lib.voila_hooks import may_preheat, prelaunch_hook
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +101,34 @@ def test_hook_inserts_the_viewer_as_a_first_cell(monkeypatch):
 def test_hook_does_nothing_outside_header_mode(monkeypatch):
     monkeypatch.delenv("AQUEDUCT_IDENTITY", raising=False)
     assert len(prelaunch_hook(hook_request({}), notebook(), ".").cells) == 1
+
+
+@pytest.mark.parametrize("mode, preheat", [
+    ("fixed", True), ("jupyterhub", True), ("", True), ("header", False), ("HEADER", False), ("heder", False),
+])
+def test_kernels_are_preheated_only_when_every_page_shows_the_same_viewer(mode, preheat):
+    assert may_preheat({"AQUEDUCT_IDENTITY": mode}) is preheat
+
+
+def load_voila_config(monkeypatch, mode: str):
+    from traitlets.config import Config
+
+    monkeypatch.setenv("AQUEDUCT_IDENTITY", mode)
+    config = Config()
+    exec((REPO_ROOT / "deploy" / "voila.py").read_text(), {"get_config": lambda: config})
+    return config.VoilaConfiguration
+
+
+def test_voila_config_in_header_mode_keeps_the_hook_and_no_preheated_kernel(monkeypatch):
+    voila = load_voila_config(monkeypatch, "header")
+    assert voila.prelaunch_hook is prelaunch_hook
+    assert voila.preheat_kernel is False
+
+
+def test_voila_config_with_a_fixed_viewer_preheats_without_the_hook(monkeypatch):
+    voila = load_voila_config(monkeypatch, "fixed")
+    assert voila.preheat_kernel is True and voila.default_pool_size >= 1
+    assert "prelaunch_hook" not in voila
 
 
 BASE = Selection(tz="Europe/Vienna")

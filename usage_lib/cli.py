@@ -44,8 +44,15 @@ def selection_from(args: argparse.Namespace) -> Selection:
 
 
 def db_url(value: str) -> str:
-    """Accept a plain file path for SQLite as well as a URL."""
-    return value if "://" in value else f"sqlite:///{value}"
+    """Accept a plain file path for SQLite as well as a URL; an SQLite file is made
+    absolute, so the URL still names it in a kernel started in another directory."""
+    if "://" not in value:
+        return f"sqlite:///{Path(value).expanduser().resolve()}"
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+        path = value[len("sqlite:///"):]
+        if path and not path.startswith(":memory:") and "?" not in path:
+            return f"sqlite:///{Path(path).expanduser().resolve()}"
+    return value
 
 
 def compute_from(args: argparse.Namespace) -> Usage:

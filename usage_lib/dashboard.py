@@ -89,6 +89,14 @@ def default_demo_db() -> Path:
     return next((path for path in candidates if path.exists()), candidates[0])
 
 
+def _wait_for_page_request() -> None:
+    """Voila's `wait_for_request`: returns at once outside a preheated Voila kernel."""
+    if os.environ.get("VOILA_PREHEAT") == "True":
+        from voila.utils import wait_for_request
+
+        wait_for_request()
+
+
 def config_from_environment(env: Mapping[str, str] | None = None) -> DashboardConfig:
     """The dashboard's configuration from environment variables; never raises.
 
@@ -102,10 +110,14 @@ def config_from_environment(env: Mapping[str, str] | None = None) -> DashboardCo
     - ``QUERY_STRING`` (set by Voila): the gateway's ``?org=&span=&token=`` plus ``top``.
 
     A problem (no viewer, a bad time) is kept in `problem` for the page to show.
+    In a kernel Voila started ahead of its visitor (preheated), this first waits for the
+    page request, whose query string Voila then puts into the environment.
     """
     from usage_lib import identity, urlstate
     from usage_lib.cli import db_url as as_url
 
+    if env is None:
+        _wait_for_page_request()
     env = dict(os.environ if env is None else env)
     problems: list[str] = []
     raw_url = env.get(ENV_DB_URL, "").strip()

@@ -111,6 +111,19 @@ def wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: floa
     return False
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a service manager, `kill`) stops Voila and its kernels like Ctrl-C does,
+    instead of leaving them running without us."""
+    try:
+        signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: the caller handles signals
+        pass
+
+
 def serve(args: argparse.Namespace) -> int:
     if not NOTEBOOK.exists():
         raise UsageError(f"dashboard notebook not found: {NOTEBOOK} (serve runs from a checkout of the repository)")
@@ -119,6 +132,7 @@ def serve(args: argparse.Namespace) -> int:
     env = dashboard_environment(args)
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
     process = subprocess.Popen(voila_command(args.host, args.port), env=env)
+    _stop_on_sigterm()
     try:
         if wait_for_port(args.host, args.port, process):
             viewer = env.get("AQUEDUCT_VIEWER") or ("the demo's global admin" if env.get("AQUEDUCT_DEMO") == "1" else "see AQUEDUCT_IDENTITY")

@@ -1,4 +1,5 @@
-"""Voila's prelaunch hook: the one place a served page learns who is looking.
+"""Voila's prelaunch hook (the one place a served page learns who is looking), and when
+kernels may be started ahead of visitors instead.
 
 Runs in the Voila server once per page request, before the kernel starts, on a fresh
 copy of the notebook. In header mode it answers 403 when the proxy's identity header is
@@ -15,9 +16,22 @@ import os
 import nbformat
 from tornado.web import HTTPError
 
+from usage_lib.errors import UsageError
 from usage_lib.identity import clean_identity, identity_config
 
 log = logging.getLogger("usage_lib.voila_hooks")
+
+
+def may_preheat(env) -> bool:
+    """Whether the server may run kernels ahead of the page requests (Voila's preheated
+    kernels): only when every page shows the same viewer, i.e. a valid `fixed` or
+    `jupyterhub` identity mode. Voila skips the prelaunch hook for a preheated kernel, so
+    header mode (and a mistyped mode, which the hook refuses) keeps the hook instead.
+    """
+    try:
+        return identity_config(env).mode != "header"
+    except UsageError:
+        return False
 
 
 def prelaunch_hook(req, notebook, cwd):
