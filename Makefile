@@ -3,7 +3,7 @@ PYTHON      := .venv/bin/python
 PYTEST_ARGS ?= -q -ra
 ARGS        ?=
 
-.PHONY: setup system-packages test serve demo
+.PHONY: setup system-packages test serve demo bench
 
 setup:
 	bash scripts/setup-env
@@ -19,3 +19,7 @@ serve: setup
 
 demo: setup
 	.venv/bin/usage-dashboard demo $(ARGS)
+
+# Issue 6's benchmark (about 10 min once its databases exist; see docs/performance.md).
+bench: system-packages setup
+	$(PYTHON) benchmarks/refresh.py $(ARGS)

@@ -289,6 +289,34 @@ def _pg_exec(url: str, *statements: str) -> None:
         engine.dispose()
 
 
+EXPERIMENT_INDEX = "bench_usage_covering"
+
+
+def gateway_indexes_only(backend: str, url: str, log=_log) -> list[str]:
+    """Drop an experiment's index left in a benchmark database by an interrupted run (it
+    would change every measurement), and return the request table's indexes."""
+    import sqlalchemy as sa
+
+    if backend == "postgresql":
+        _pg_exec(url, f"DROP INDEX IF EXISTS {EXPERIMENT_INDEX}")
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    else:
+        import sqlite3
+
+        path = url.split("sqlite:///", 1)[1]
+        with sqlite3.connect(path) as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (EXPERIMENT_INDEX,)).fetchone():
+                log(f"  {backend}: removing a leftover {EXPERIMENT_INDEX} index")
+                conn.execute(f"DROP INDEX {EXPERIMENT_INDEX}")
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        names = sorted(index["name"] for index in sa.inspect(engine).get_indexes("management_request"))
+    finally:
+        engine.dispose()
+    assert EXPERIMENT_INDEX not in names, names
+    return names
+
+
 def experiments(args, databases: dict, log=_log) -> list[dict]:
     """Each variant re-measures the three cases (ours only) on the chosen databases."""
     results = []
@@ -323,7 +351,8 @@ def experiments(args, databases: dict, log=_log) -> list[dict]:
                 finally:
                     _pg_exec(url, f'ALTER DATABASE "{database}" RESET {name}')
             log("    creating the covering index (benchmark database only) ...")
-            _pg_exec(url, COVERING_INDEX, "VACUUM (ANALYZE) management_request")
+            _pg_exec(url, f"DROP INDEX IF EXISTS {EXPERIMENT_INDEX}", COVERING_INDEX,
+                     "VACUUM (ANALYZE) management_request")
             try:
                 run(backend, size, url, "extra covering index (timestamp) INCLUDE (...)")
             finally:
@@ -336,6 +365,7 @@ def experiments(args, databases: dict, log=_log) -> list[dict]:
             path = url.split("sqlite:///", 1)[1]
             log("    creating the covering index (benchmark database only) ...")
             with sqlite3.connect(path) as conn:
+                conn.execute(f"DROP INDEX IF EXISTS {EXPERIMENT_INDEX}")
                 conn.execute(SQLITE_COVERING_INDEX)
                 conn.execute("ANALYZE")
             try:
@@ -509,6 +539,7 @@ def main(argv=None) -> int:
                 builds[f"sqlite-{size}"] = seconds
         ordered = dict(sorted(databases.items(), key=lambda item: (item[0][0] != "sqlite", item[0][1])))
 
+        indexes = {f"{backend}-{size}": gateway_indexes_only(backend, url) for (backend, size), url in ordered.items()}
         _log("measuring refreshes (each case in a fresh process) ...")
         measure_started = time.perf_counter()
         rows = measure(args, ordered)
@@ -538,7 +569,8 @@ def main(argv=None) -> int:
         "environment": _environment(pg_version),
         "load_average_start": load_start,
         "load_average_end": load_end,
-        "data": {"seed": datasets.SEED, "now": datasets.NOW.isoformat(), "builds_seconds": builds},
+        "data": {"seed": datasets.SEED, "now": datasets.NOW.isoformat(), "builds_seconds": builds,
+                 "request_indexes": indexes},
         "seconds_total": time.perf_counter() - started,
         "seconds_measuring": measure_seconds,
         "cases": rows,

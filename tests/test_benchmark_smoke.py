@@ -7,6 +7,7 @@ No timing assertions: this only keeps the benchmark working.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -46,6 +47,18 @@ def test_benchmark_on_sqlite(tmp_path):
     result = run_benchmark(tmp_path, "--backends", "sqlite")
     check(result, "sqlite")
     assert (tmp_path / "data" / "demo-2000.sqlite3").is_file()
+
+
+def test_benchmark_measures_with_the_gateways_indexes_only(tmp_path):
+    run_benchmark(tmp_path, "--backends", "sqlite")
+    path = tmp_path / "data" / "demo-2000.sqlite3"
+    with sqlite3.connect(path) as conn:  # as an interrupted --experiments run leaves it
+        conn.execute("CREATE INDEX bench_usage_covering ON management_request (timestamp, model)")
+    result = run_benchmark(tmp_path, "--backends", "sqlite")
+    assert result["data"]["request_indexes"]["sqlite-2000"] == [
+        "management_request_model_ts_idx", "management_request_timestamp_idx",
+        "management_request_token_ts_idx", "management_request_user_id_idx",
+    ]
 
 
 def test_benchmark_on_postgresql(tmp_path, fresh_postgres_database):
