@@ -264,7 +264,7 @@ class ModelsChart:
             # (OrdinalScale(reverse=True) flips again on every domain update in bqplot 0.13.1.)
             self.model_scale.domain = names[::-1]
             # Room right of the longest bar for its label (marks are clipped to the plot).
-            ticks = nice_ticks((counts.max() if len(counts) else 0) / 0.85)
+            ticks = nice_ticks((counts.max() if len(counts) else 0) / 0.75)
             self.count_scale.max = float(ticks[-1])
             self.count_axis.tick_values = ticks
             self.bars.x = np.array(names, dtype=str)
