@@ -264,6 +264,12 @@ def test_configuration_from_the_environment(demo_gateway):
     assert config_from_environment({"AQUEDUCT_DB_URL": demo_gateway.url}).viewer is None
 
 
+def test_only_a_page_served_by_voila_follows_the_address(demo_gateway):
+    env = {"AQUEDUCT_DB_URL": demo_gateway.url, "AQUEDUCT_VIEWER": DEMO_USER_EMAIL}
+    assert not config_from_environment(env).follow_address  # JupyterLab's address is its own
+    assert config_from_environment({**env, "VOILA_BASE_URL": "/"}).follow_address
+
+
 def test_sorting_keeps_the_rank_by_requests(open_dashboard):
     dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org=ACME, span="1w"))
     table = dashboard.table
@@ -328,6 +334,33 @@ def test_drill_down_org_token_user_id_and_back(open_dashboard):
     dashboard.all_orgs_button.click()
     assert table.kind == "org" and dashboard.usage.scope.org is None
     assert dashboard.org_dropdown.value == "all"
+
+
+def test_the_address_names_the_view_shown(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    assert dashboard.address.query == "org=all&span=1w&top=100"
+    dashboard.select(org=GLOBEX, token=PIPELINE_PROD)
+    assert dashboard.address.query == f"org={GLOBEX}&span=1w&token={PIPELINE_PROD}&top=100"
+    dashboard.top_toggle.value = 10
+    assert dashboard.address.query == f"org={GLOBEX}&span=1w&token={PIPELINE_PROD}&top=10"
+    dashboard.all_tokens_button.click()
+    assert dashboard.address.query == f"org={GLOBEX}&span=1w&top=10"
+
+
+def test_the_address_names_the_fallback_not_the_forged_request(open_dashboard):
+    dashboard = open_dashboard(DEMO_USER_EMAIL, Selection(org=GLOBEX, token=PIPELINE_PROD, span="1h"))
+    assert dashboard.address.query == f"org={ACME}&span=1h&top=100"
+
+
+def test_the_address_bar_stays_out_of_snapshots(open_dashboard):
+    from ipywidgets.embed import dependency_state
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL)
+    assert dashboard.address.layout.display == "none"
+    # Snapshots embed the state `dependency_state` collects from `dashboard.widget`.
+    embedded = dependency_state([dashboard.widget], drop_defaults=True)
+    assert dashboard.table.body.model_id in embedded
+    assert dashboard.address.model_id not in embedded
 
 
 def test_org_rows_without_an_org_do_not_open(open_dashboard):

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -193,6 +194,7 @@ def row_cells(data: dict, kind: str) -> list[list[str]]:
 def click_row(page, name: str) -> None:
     """Click a row as a person does: on the transparent target laid over it."""
     target = page.locator(".aq-row-targets .widget-radio-box > label", has_text=re.compile(f"^Open {re.escape(name)}$")).first
+    target.wait_for(state="visible", timeout=STEP_TIMEOUT_MS)  # the targets are a new widget per render
     box = target.bounding_box()
     row = page.locator(".aq-table .aq-row", has=page.locator(".aq-name-text", has_text=re.compile(f"^{re.escape(name)}$"))).first
     row_box = row.bounding_box()
@@ -356,6 +358,72 @@ def test_every_role_at_two_screen_sizes(browser, voila_server, demo_gateway, cap
         assert page.widget_errors == []
     finally:
         page.context.close()
+
+
+def address(page) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(page.url).query)
+
+
+def wait_for_address(page, **wanted: str) -> None:
+    """Until the page's address has these query values (the dashboard rewrites it in place)."""
+    page.wait_for_function(
+        "(wanted) => { const q = new URLSearchParams(location.search);"
+        " return Object.entries(wanted).every(([k, v]) => v === null ? !q.has(k) : q.get(k) === v); }",
+        arg=wanted,
+        timeout=STEP_TIMEOUT_MS,
+    )
+
+
+def test_the_address_follows_the_view_and_reopens_it(browser, voila_server, demo_gateway, capsys):
+    page = open_page(browser, voila_server, DEMO_ADMIN_EMAIL, query="span=1h&lang=de")
+    try:
+        # The page's own view goes into the address at once; keys not ours stay.
+        acme = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, span="1h")["scope"]["org"]["id"]
+        wait_for_address(page, org=str(acme), span="1h", top="100")
+        history = page.evaluate("() => history.length")
+        assert address(page) == {"lang": ["de"], "org": [str(acme)], "span": ["1h"], "top": ["100"]}
+
+        page.select_option(".aq-org-select select", label="All")
+        wait_for_heading(page, "Organization")
+        wait_for_address(page, org="all")
+        click_row(page, "Globex Labs")
+        wait_for_heading(page, "API Key")
+        wait_for_address(page, org="2")
+        page.locator(".aq-span button", has_text="1w").click()
+        wait_for_address(page, span="1w")
+        click_row(page, "ml-pipeline")
+        wait_for_heading(page, "User ID")
+        wait_for_address(page, token="20")
+        page.locator(".aq-top button", has_text="10").first.click()
+        wait_for_address(page, top="10")
+        assert address(page) == {"lang": ["de"], "org": ["2"], "span": ["1w"], "token": ["20"], "top": ["10"]}
+        assert page.evaluate("() => history.length") == history  # replaced, not pushed
+        shared = urlsplit(page.url).query
+    finally:
+        page.context.close()
+
+    # The address reopens that view: the figures of the report for it.
+    again = open_page(browser, voila_server, DEMO_ADMIN_EMAIL, query=shared)
+    try:
+        data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org=2, token=20, span="1w", top=10)
+        wait_for_heading(again, "User ID", rows=10)
+        assert tiles(again) == expected_tiles(data)
+        assert [row["cells"] for row in table(again)["rows"]] == row_cells(data, "user_id")
+        assert "ml-pipeline" in again.locator(".aq-title").inner_text()
+        assert again.widget_errors == []
+    finally:
+        again.context.close()
+
+    # Shared with a standard user of another org, it shows what they may see, and the
+    # address then says so: their own org, no token.
+    user = open_page(browser, voila_server, DEMO_USER_EMAIL, query=shared)
+    try:
+        data = report(capsys, demo_gateway, DEMO_USER_EMAIL, org=2, token=20, span="1w", top=10)
+        assert data["scope"]["org"]["id"] == acme and data["scope"]["token"] is None
+        wait_for_tiles(user, expected_tiles(data))
+        wait_for_address(user, org=str(acme), token=None, span="1w", top="10")
+    finally:
+        user.context.close()
 
 
 def test_an_unknown_viewer_gets_a_message_not_a_traceback(browser, voila_server, shots):

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 import ipywidgets as widgets
 
 from usage_lib import charts, formatting
+from usage_lib.addressbar import AddressBar
 from usage_lib.db import Database, open_database
 from usage_lib.errors import UsageError
 from usage_lib.report import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
@@ -38,6 +39,7 @@ from usage_lib.routerconfig import load_router_config
 from usage_lib.snapshot import export_buttons
 from usage_lib.table import COLUMNS, Row, TopTable
 from usage_lib.timebuckets import SPANS
+from usage_lib.urlstate import query_for
 
 log = logging.getLogger("usage_lib.dashboard")
 _package_log = logging.getLogger("usage_lib")
@@ -80,6 +82,9 @@ class DashboardConfig:
     demo: bool = False
     #: A configuration problem to show instead of figures (e.g. no viewer).
     problem: str | None = None
+    #: Served by Voila: the page's address follows the view. Not in JupyterLab, whose
+    #: address is its own.
+    follow_address: bool = False
 
 
 def default_demo_db() -> Path:
@@ -107,7 +112,8 @@ def config_from_environment(env: Mapping[str, str] | None = None) -> DashboardCo
       ``AQUEDUCT_VIEWER``); in demo mode the demo's global admin by default;
     - ``AQUEDUCT_TZ`` (IANA zone, default UTC) and ``AQUEDUCT_NOW`` (ISO as-of time; unset
       = live);
-    - ``QUERY_STRING`` (set by Voila): the gateway's ``?org=&span=&token=`` plus ``top``.
+    - ``QUERY_STRING`` (set by Voila): the gateway's ``?org=&span=&token=`` plus ``top``;
+      ``VOILA_BASE_URL`` (set by Voila, also in a preheated kernel): the page is Voila's.
 
     A problem (no viewer, a bad time) is kept in `problem` for the page to show.
     In a kernel Voila started ahead of its visitor (preheated), this first waits for the
@@ -163,6 +169,7 @@ def config_from_environment(env: Mapping[str, str] | None = None) -> DashboardCo
         selection=selection,
         demo=demo,
         problem="; ".join(problems) or None,
+        follow_address="VOILA_BASE_URL" in env,
     )
 
 
@@ -329,6 +336,8 @@ class Dashboard:
         )
         self.widget.add_class("aq-dashboard")
         self._set_back_buttons()
+        # Shown beside `widget`, not in it: snapshots embed `widget` alone.
+        self.address = AddressBar()
 
     @staticmethod
     def _control(label: str, body: widgets.Widget, css: str) -> widgets.VBox:
@@ -479,6 +488,7 @@ class Dashboard:
             span=usage.window.span,
             top=usage.top_k,
         )
+        self.address.query = query_for(self.selection.org, self.selection.span, self.selection.token, self.selection.top)
         self._syncing = True
         try:
             if scope.viewer.role == "admin":
@@ -580,4 +590,6 @@ def show_dashboard(config: DashboardConfig | None = None, **kwargs) -> Dashboard
     dashboard = Dashboard(config or config_from_environment(), **kwargs)
     dashboard.refresh()
     display(dashboard.widget)
+    if dashboard.config.follow_address:
+        display(dashboard.address)
     return dashboard
