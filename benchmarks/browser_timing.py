@@ -4,12 +4,19 @@
 i.e. Voila with the repository's configuration) on the given database as the demo's
 global admin at a fixed as-of time, and with Playwright and Debian's Chromium measures:
 
-- first paint: from navigation to all charts drawn (also recorded: when the dashboard's
-  first widgets appear, i.e. the kernel has started and run the notebook's first cells) (the tiles show the figures of a
+- first paint: from navigation to all charts drawn (the tiles show the figures of a
   refresh computed here for the same view, both charts have their bars, the page is no
-  longer loading): the default view (own org, 1d), and the heaviest one (`?org=all&span=1w`);
-- refresh: from clicking another span to the redrawn charts (tiles of the new span,
-  the new number of time buckets, loading over).
+  longer loading, and two animation frames have passed): the default view (own org, 1d),
+  and the heaviest one (`?org=all&span=1w`). Also recorded: when the dashboard's first
+  widgets appear (the kernel has run the notebook's first cells);
+- refresh: from the click on another span to the redrawn charts (tiles of the new span,
+  the new number of time buckets, loading over, painted).
+
+Both are read on the page's own clock (`performance.now()`: from navigation start, and
+from the click event's arrival), which is what a visitor sees. Playwright's own share
+(its checks before a click, about 0.1-0.4 s here, and its polling) is left out; the
+wall-clock times around the Playwright calls, which include it, are recorded too
+(`*_wall_*`).
 
 Each page view is a fresh browser context, so a fresh Voila kernel (kernel start-up is
 part of the first paint, as for a real visitor, unless the server keeps preheated
@@ -51,8 +58,11 @@ DRAWN = """([expected, bars]) => {
   if (document.querySelectorAll('.aq-timeseries rect.bar').length !== bars) return false;
   return document.querySelectorAll('.aq-models rect.bar').length > 0;
 }"""
-#: Two animation frames: what was drawn is on screen.
-PAINTED = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))"
+#: Two animation frames later, what was drawn is on screen: the page's clock then (ms).
+PAINTED = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now()))))"
+#: Note on the page's clock when the next click arrives (before any handler of the page).
+WATCH_CLICK = """() => { window.__aqClickAt = null;
+  document.addEventListener('click', () => { window.__aqClickAt = performance.now(); }, {capture: true, once: true}); }"""
 
 
 def _free_port() -> int:
@@ -137,7 +147,8 @@ def measure_page(url: str, router_config: Path, now, *, repeat: int = 5, log=pri
 
     server = _Server(url, router_config, now)
     results: dict[str, dict[str, list[float]]] = {
-        name: {"first_paint_s": [], "widgets_s": [], "refresh_s": []} for name in views
+        name: {key: [] for key in ("first_paint_s", "widgets_s", "refresh_s", "first_paint_wall_s", "refresh_wall_s")}
+        for name in views
     }
     try:
         with sync_playwright() as playwright:
@@ -153,23 +164,25 @@ def measure_page(url: str, router_config: Path, now, *, repeat: int = 5, log=pri
                             started = time.perf_counter()
                             page.goto(server.url + query, timeout=STEP_TIMEOUT_MS)
                             page.wait_for_selector(".aq-dashboard", timeout=STEP_TIMEOUT_MS)
-                            widgets = time.perf_counter() - started
+                            widgets = page.evaluate("() => performance.now()") / 1000
                             page.wait_for_function(DRAWN, arg=[tiles_1, bars_1], timeout=STEP_TIMEOUT_MS)
-                            page.evaluate(PAINTED)
-                            first_paint = time.perf_counter() - started
+                            first_paint = page.evaluate(PAINTED) / 1000
+                            first_paint_wall = time.perf_counter() - started
+                            page.evaluate(WATCH_CLICK)
                             started = time.perf_counter()
                             page.locator(".aq-span button", has_text=second).click()
                             page.wait_for_function(DRAWN, arg=[tiles_2, bars_2], timeout=STEP_TIMEOUT_MS)
-                            page.evaluate(PAINTED)
-                            refresh = time.perf_counter() - started
+                            painted = page.evaluate(PAINTED)
+                            refresh_wall = time.perf_counter() - started
+                            refresh = (painted - page.evaluate("() => window.__aqClickAt")) / 1000
                         finally:
                             context.close()
                         if round_ > 0:
-                            results[name]["first_paint_s"].append(first_paint)
-                            results[name]["refresh_s"].append(refresh)
-                            results[name]["widgets_s"].append(widgets)
+                            for key, value in (("first_paint_s", first_paint), ("refresh_s", refresh), ("widgets_s", widgets),
+                                               ("first_paint_wall_s", first_paint_wall), ("refresh_wall_s", refresh_wall)):
+                                results[name][key].append(value)
                             log(f"    {name}: first paint {first_paint:.2f} s (widgets shown after {widgets:.2f} s), "
-                                f"{first}->{second} refresh {refresh:.2f} s")
+                                f"{first}->{second} refresh {refresh:.2f} s (wall clock {first_paint_wall:.2f} / {refresh_wall:.2f} s)")
             finally:
                 browser.close()
     finally:
@@ -182,7 +195,10 @@ def measure_page(url: str, router_config: Path, now, *, repeat: int = 5, log=pri
             "first_paint_median_s": statistics.median(results[name]["first_paint_s"]),
             "widgets_shown_median_s": statistics.median(results[name]["widgets_s"]),
             "refresh_median_s": statistics.median(results[name]["refresh_s"]),
+            "first_paint_wall_median_s": statistics.median(results[name]["first_paint_wall_s"]),
+            "refresh_wall_median_s": statistics.median(results[name]["refresh_wall_s"]),
             "first_paint_s": results[name]["first_paint_s"], "refresh_s": results[name]["refresh_s"],
+            "first_paint_wall_s": results[name]["first_paint_wall_s"], "refresh_wall_s": results[name]["refresh_wall_s"],
         }
     out["targets"] = {
         "first paint < 3 s": all(out[n]["first_paint_median_s"] < 3 for n in views),
