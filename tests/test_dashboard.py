@@ -363,6 +363,22 @@ def test_the_address_bar_stays_out_of_snapshots(open_dashboard):
     assert dashboard.address.model_id not in embedded
 
 
+def test_static_widgets_share_one_untouched_layout(open_dashboard):
+    from ipywidgets import Layout
+    from ipywidgets.embed import dependency_state
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    dashboard.table.click([row["name"] for row in dashboard.table.displayed()].index("Globex Labs"))
+    dashboard.all_orgs_button.click()
+    dashboard.select(span="1h")
+    # Fewer models for the browser to build: one Layout for every widget whose layout never changes ...
+    layouts = [m for m in dependency_state([dashboard.widget]).values() if m["model_name"] == "LayoutModel"]
+    assert len(layouts) < 25, len(layouts)
+    # ... and nothing ever sets one on it (it would move every widget sharing it).
+    assert dashboard._plain_layout.get_state() == Layout().get_state()
+    assert dashboard.tiles["total_requests"].layout is dashboard.metrics_bar.layout is dashboard._plain_layout
+
+
 def test_org_rows_without_an_org_do_not_open(open_dashboard):
     dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
     rows = dashboard.table.displayed_rows()
