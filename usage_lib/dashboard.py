@@ -38,7 +38,7 @@ from usage_lib.errors import UsageError
 from usage_lib.report import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.routerconfig import load_router_config
 from usage_lib.snapshot import export_buttons
-from usage_lib.table import COLUMNS, Row, TopTable
+from usage_lib.table import Row, TopTable
 from usage_lib.timebuckets import SPANS
 from usage_lib.urlstate import query_for
 
@@ -189,6 +189,9 @@ STYLESHEET_PATH = Path(__file__).with_name("templates") / "dashboard.css"
 
 def _stylesheet() -> str:
     return f"<style>{STYLESHEET_PATH.read_text(encoding='utf-8')}</style>"
+
+
+Compute = Callable[..., Usage]
 
 
 class Dashboard:
