@@ -7,7 +7,7 @@ SQL statement per figure, each repeating the scope joins
 filters. Every statement reads the window's rows again.
 
 It exists so that `benchmarks/refresh.py` can time the same figures computed the simple
-way on the same data, and check that `usage_lib.report.compute_usage` gives the same
+way on the same data, and check that `usage_lib.core.usage.compute_usage` gives the same
 numbers. It is not used by the dashboard and is not a reference for the access rules
 (it only handles what the benchmark asks: no fallbacks, no URL parsing, UTC buckets).
 """
@@ -21,8 +21,8 @@ from typing import Sequence
 import pandas as pd
 from sqlalchemy import and_, func, or_, select
 
-from usage_lib.db import Database
-from usage_lib.schema import (
+from usage_lib.gateway.db import Database
+from usage_lib.gateway.schema import (
     auth_group,
     auth_user,
     auth_user_groups,
@@ -34,7 +34,7 @@ from usage_lib.schema import (
     management_token as token_t,
     management_userprofile as profile_t,
 )
-from usage_lib.timebuckets import BUCKET_UNIT, window as make_window, zone
+from usage_lib.core.spans import SPANS, window as make_window, zone
 
 
 @dataclass
@@ -137,7 +137,7 @@ def naive_usage(
         ).scalar_one()
         sums = conn.execute(scoped(func.sum(r.c.input_tokens), func.sum(r.c.output_tokens))).one()
 
-        bucket = _bucket_key(db, BUCKET_UNIT[span]).label("bucket")
+        bucket = _bucket_key(db, SPANS[span].bucket_unit).label("bucket")
         per_bucket = dict(conn.execute(scoped(bucket, func.count()).group_by(bucket)).all())
         starts = [s.astimezone(timezone.utc) for s in win.starts]
         series = []

@@ -95,8 +95,8 @@ def run_worker(spec: dict) -> dict:
     from sqlalchemy import event, func, select
 
     from usage_lib import Selection, compute_usage, load_router_config, open_database
-    from usage_lib.schema import management_request
-    from usage_lib.timebuckets import window, zone
+    from usage_lib.gateway.schema import management_request
+    from usage_lib.core.spans import window, zone
 
     import naive
 

@@ -7,26 +7,27 @@
 # Use this for data teams you would give that access anyway; to put the dashboard in
 # front of every user of an organisation, run one Voila behind an authenticating proxy
 # in header mode (deploy/nginx-oauth2-proxy.conf).
+#
+# The Hub's environment needs aqueduct-usage installed (for the shared settings below);
+# the single-user servers need it too, with voila.
+
+from pathlib import Path
+
+from usage_lib.serving.voila import HARDENING, NOTEBOOK, command_line
+from usage_lib.settings import ENV_DB_URL, ENV_IDENTITY, ENV_ROUTER_CONFIG, ENV_TZ
 
 c = get_config()  # noqa: F821  (provided by JupyterHub)
 
-c.Spawner.default_url = "/voila/render/usage_dashboard.ipynb"
-c.Spawner.notebook_dir = "/opt/aqueduct-usage/notebooks"
+# The served notebook ships inside the package.
+c.Spawner.notebook_dir = str(NOTEBOOK.parent)
+c.Spawner.default_url = f"/voila/render/{Path(NOTEBOOK).name}"
 c.Spawner.environment = {
-    "AQUEDUCT_IDENTITY": "jupyterhub",
+    ENV_IDENTITY: "jupyterhub",
     # A read-only database role; the dashboard also opens every session read-only.
-    "AQUEDUCT_DB_URL": "postgresql://usage_ro@db.internal/aqueduct",
-    "AQUEDUCT_ROUTER_CONFIG": "/etc/aqueduct/router.yaml",
-    "AQUEDUCT_TZ": "Europe/Vienna",
+    ENV_DB_URL: "postgresql://usage_ro@db.internal/aqueduct",
+    ENV_ROUTER_CONFIG: "/etc/aqueduct/router.yaml",
+    ENV_TZ: "Europe/Vienna",
 }
-# Voila as a server extension of the single-user server, with the same hardening as
-# deploy/voila_config.py.
-c.Spawner.args = [
-    "--VoilaConfiguration.strip_sources=True",
-    "--VoilaConfiguration.show_tracebacks=False",
-    "--VoilaConfiguration.allow_template_override=NO",
-    "--VoilaConfiguration.allow_theme_override=NO",
-    "--VoilaConfiguration.file_allowlist=[]",
-    "--MappingKernelManager.cull_idle_timeout=900",
-    "--MappingKernelManager.cull_interval=60",
-]
+# Voila as a server extension of the single-user server, with the same hardening and
+# kernel culling as `usage-dashboard serve` (usage_lib/serving/voila_config/voila.py).
+c.Spawner.args = command_line(HARDENING)

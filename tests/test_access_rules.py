@@ -222,7 +222,7 @@ def test_highest_group_wins(gateway_db):
 
 def test_refused_choices_are_logged(tiny, caplog):
     org, db = tiny
-    with caplog.at_level("WARNING", logger="usage_lib.report"):
+    with caplog.at_level("WARNING", logger="usage_lib.core.usage"):
         compute_usage(db, "ursula", Selection(now=NOW, org="all", token=org.tokens["bert"]))
     assert "ursula@example.org (user)" in caplog.text
     assert "not open" in caplog.text and "ignored" in caplog.text

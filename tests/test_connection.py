@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.support.gateway import GatewayBuilder
 from usage_lib import UsageError, load_router_config, open_database
-from usage_lib.routerconfig import parse_router_config
+from usage_lib.gateway.routerconfig import parse_router_config
 
 
 def test_missing_sqlite_file(tmp_path):

@@ -15,13 +15,13 @@ import pytest
 
 from tests.support.dashboard import DEMO_NOW
 from tests.support.gateway import GatewayBuilder, build_tiny_org
-from usage_lib import formatting
+from usage_lib.render import formatting
 from usage_lib.cli import main as cli_main
-from usage_lib.dashboard import TILES, Dashboard, DashboardConfig, config_from_environment
+from usage_lib.ui.dashboard import TILES, Dashboard, DashboardConfig, config_from_environment
 from usage_lib.demo import DEMO_ADMIN_EMAIL, DEMO_ORG_ADMIN_EMAIL, DEMO_USER_EMAIL
 from usage_lib.errors import UsageError
-from usage_lib.report import Selection, compute_usage
-from usage_lib.table import ASCENDING, DESCENDING, EMPTY_TEXT
+from usage_lib.core.usage import Selection, compute_usage
+from usage_lib.ui.table import ASCENDING, DESCENDING, EMPTY_TEXT
 
 ACME, GLOBEX, UMBRELLA = 1, 2, 4
 PIPELINE_PROD = 20  # Globex's busiest token (service account ml-pipeline)
@@ -505,7 +505,7 @@ def test_dashboard_on_both_backends(gateway_db):
 def test_serve_environment_checks_before_starting(demo_gateway, tmp_path):
     import argparse
 
-    from usage_lib.serve import dashboard_environment, voila_command
+    from usage_lib.serving.serve import dashboard_environment, voila_command
 
     args = argparse.Namespace(db=str(demo_gateway.path), router_config=demo_gateway.router_config,
                               viewer=DEMO_USER_EMAIL, tz="Europe/Vienna", port=8866, host="127.0.0.1")

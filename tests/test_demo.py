@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from usage_lib import schema
+from usage_lib.gateway import schema
 from usage_lib.demo import (
     DEMO_ADMIN_EMAIL,
     DEMO_CROSS_ORG_TOKEN,
@@ -30,7 +30,7 @@ from usage_lib.demo import (
     build_demo,
     demo_paths,
 )
-from usage_lib.routerconfig import load_router_config
+from usage_lib.gateway.routerconfig import load_router_config
 
 NOW = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=timezone.utc)
 N = 3000

@@ -13,11 +13,11 @@ from tornado.web import HTTPError
 
 from tests.support import REPO_ROOT
 
-from usage_lib import identity
+from usage_lib.serving import identity
 from usage_lib.errors import UsageError
-from usage_lib.report import Selection
-from usage_lib.urlstate import query_for, selection_from_query
-from usage_lib.voila_hooks import may_preheat, prelaunch_hook
+from usage_lib.core.usage import Selection
+from usage_lib.core.urlstate import query_for, selection_from_query
+from usage_lib.serving.voila_hooks import may_preheat, prelaunch_hook
 
 
 @pytest.fixture(autouse=True)

@@ -170,7 +170,7 @@ def test_unknown_suffix_is_a_one_line_error(tiny, capsys):
 def html_files(tiny):
     """role -> the offline HTML made by the command line."""
     try:
-        from usage_lib.offline_assets import load_bundles
+        from usage_lib.render.assets import load_bundles
 
         load_bundles()
     except UsageError as exc:
@@ -323,7 +323,7 @@ def test_pdf_and_png_of_the_live_page(browser, page_servers, tiny, reports, role
 
 
 def test_export_control_offers_the_view_on_screen(tiny, reports, browser, tmp_path):
-    from usage_lib.dashboard import Dashboard, DashboardConfig
+    from usage_lib.ui.dashboard import Dashboard, DashboardConfig
 
     usage, report = reports["user"]
     args = args_for(tiny, "user", tmp_path / "x.html")

@@ -12,9 +12,9 @@ For an analysis in a notebook::
 """
 
 from usage_lib.errors import UsageError
-from usage_lib.db import Database, open_database
-from usage_lib.routerconfig import load_router_config
-from usage_lib.report import Selection, Usage, compute_usage
+from usage_lib.gateway.db import Database, open_database
+from usage_lib.gateway.routerconfig import load_router_config
+from usage_lib.core.usage import Selection, Usage, compute_usage
 
 __all__ = [
     "Database",

@@ -1,6 +1,6 @@
 """Demo data: a believable Aqueduct gateway database and its router configuration.
 
-`build_demo(url, router_config)` creates the gateway tables of `usage_lib.schema`
+`build_demo(url, router_config)` creates the gateway tables of `usage_lib.gateway.schema`
 (columns and indexes as in a real gateway) in an empty SQLite or PostgreSQL database,
 fills them with the organisation below and two weeks of traffic ending at `now`, and
 writes the gateway's router configuration (LiteLLM format) next to it. For a given
@@ -90,7 +90,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from usage_lib import schema
+from usage_lib.gateway import schema
 
 __all__ = [
     "DEMO_ADMIN_EMAIL",
@@ -815,7 +815,7 @@ def _insert_sql(table: str, columns, mark: str) -> str:
 def _create_tables(engine) -> list[str]:
     """Create the gateway tables; return the request indexes' DDL, to run after the load.
 
-    Everything comes from `usage_lib.schema.metadata`; only the indexes of
+    Everything comes from `usage_lib.gateway.schema.metadata`; only the indexes of
     `management_request` wait until its rows are in (a bulk load is much faster so).
     """
     request = schema.management_request

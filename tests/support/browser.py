@@ -28,7 +28,7 @@ from tests.support import REPO_ROOT, unavailable
 ENV_CHROMIUM = "AQUEDUCT_TEST_CHROMIUM"
 
 # The same flags the snapshot exporter starts Chromium with.
-from usage_lib.snapshot import CHROMIUM_ARGS  # noqa: E402
+from usage_lib.serving.capture import CHROMIUM_ARGS  # noqa: E402
 
 
 def find_chromium() -> str | None:

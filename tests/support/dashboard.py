@@ -59,8 +59,8 @@ def demo_gateway(tmp_path_factory) -> DemoGateway:
 
 @pytest.fixture
 def dashboard_config(demo_gateway):
-    from usage_lib.dashboard import DashboardConfig
-    from usage_lib.report import Selection
+    from usage_lib.ui.dashboard import DashboardConfig
+    from usage_lib.core.usage import Selection
 
     def make(viewer: str, **changes) -> DashboardConfig:
         config = DashboardConfig(

@@ -1,6 +1,6 @@
 """Build tiny gateway databases by hand, on SQLite or PostgreSQL, for tests.
 
-`GatewayBuilder` writes the gateway's tables (from `usage_lib.schema`) and lets a test
+`GatewayBuilder` writes the gateway's tables (from `usage_lib.gateway.schema`) and lets a test
 add orgs, teams, users, service accounts, tokens and requests in a few readable lines.
 Request timestamps are written as the gateway writes them: naive-UTC text on SQLite
 (short form when the microsecond is 0, unless the test asks for the long form) and
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, insert, text
 
-from usage_lib import schema
+from usage_lib.gateway import schema
 
 GROUP_IDS = {"admin": 1, "org-admin": 2, "user": 3}
 

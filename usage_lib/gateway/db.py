@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.sql.elements import ColumnElement
 
 from usage_lib.errors import UsageError
-from usage_lib.schema import OPTIONAL_REQUEST_COLUMNS, REQUIRED_COLUMNS
+from usage_lib.gateway.schema import OPTIONAL_REQUEST_COLUMNS, REQUIRED_COLUMNS
 
 #: Read-only, UTC, and no JIT: our statements run a few hundred milliseconds at most, and
 #: at 10M requests the planner's cost passes `jit_above_cost`, where compiling cost more
@@ -153,12 +153,34 @@ def _check_schema(engine: Engine) -> bool:
     return has_user_id
 
 
+def database_url(value: str) -> str:
+    """A database URL from what a person typed: an SQLAlchemy URL, or a plain SQLite file
+    path. SQLite files are made absolute, so the URL names the same file in a kernel
+    started in another directory."""
+    if "://" not in value:
+        return f"sqlite:///{Path(value).expanduser().resolve()}"
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+        path = value[len("sqlite:///"):]
+        if path and not path.startswith(":memory:") and "?" not in path:
+            return f"sqlite:///{Path(path).expanduser().resolve()}"
+    return value
+
+
+def _without_password(url: str) -> str:
+    """`url` with the password part of `user:password@host` masked (for messages)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
 def open_database(url: str) -> Database:
     """Open a gateway database read-only and check its tables, or raise `UsageError`."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise UsageError(f"not a database URL: {url!r} (expected sqlite:///FILE or postgresql://...)") from None
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise UsageError(f"not a database URL: {_without_password(url)!r} (expected sqlite:///FILE or postgresql://...)") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         engine = _sqlite_engine(parsed)

@@ -24,11 +24,11 @@ import pandas as pd
 import ipywidgets as widgets
 from ipywidgets import Layout
 
-from usage_lib import formatting
+from usage_lib.core.spans import SPANS
+from usage_lib.render import formatting
 
 #: The palette, shared with the page's stylesheet (dashboard.py).
 PRIMARY = "#4f46e5"
-MUTED = "#c7d2fe"
 AXIS_COLOR = "#64748b"
 GRID_COLOR = "#e2e8f0"
 
@@ -73,14 +73,10 @@ def nice_ticks(value: float, intervals: int = 4) -> np.ndarray:
     return np.arange(0.0, top + step / 2, step)
 
 
-#: Time axis: a tick every so many minutes / hours / buckets, by span.
-TICK_EVERY = {"1h": ("minute", 10), "1d": ("hour", 3), "1w": ("bucket", 2)}
-
-
 def time_ticks(positions: np.ndarray, starts: list, span: str) -> np.ndarray:
     """Tick positions on round bucket starts: every 10 minutes, every 3 hours, or every
     other day counting back from today's (so the newest day is always labelled)."""
-    unit, every = TICK_EVERY.get(span, ("hour", 3))
+    unit, every = SPANS[span].tick_unit, SPANS[span].tick_every
     last = len(starts) - 1
     picked = []
     for index, (position, moment) in enumerate(zip(positions, starts)):
@@ -180,7 +176,7 @@ class TimeseriesChart:
             if len(x) > 1:
                 step = (x[1:] - x[:-1]).min()
             else:
-                step = np.timedelta64(int(formatting_step_ms(span)), "ms")
+                step = np.timedelta64(SPANS[span].nominal_bucket)
             half = step / 2
             lo, hi = (x[0] - half).astype(datetime), (x[-1] + half).astype(datetime)
         else:
@@ -193,7 +189,7 @@ class TimeseriesChart:
             self.y_scale.max = float(ticks[-1])
             self.y_axis.tick_values = ticks
             self.x_axis.tick_values = time_ticks(x, starts, span)
-            self.x_axis.tick_format = formatting.AXIS_FORMATS_D3.get(span, "%H:%M")
+            self.x_axis.tick_format = SPANS[span].axis_format
             self.bars.x = x
             self.bars.y = y
 
@@ -202,10 +198,6 @@ class TimeseriesChart:
         with self.bars.hold_sync():
             self.bars.x = np.array([], dtype="datetime64[ms]")
             self.bars.y = np.array([], dtype="float64")
-
-
-def formatting_step_ms(span: str) -> int:
-    return {"1h": 60_000, "1d": 3_600_000, "1w": 86_400_000}.get(span, 3_600_000)
 
 
 class ModelsChart:

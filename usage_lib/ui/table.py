@@ -19,41 +19,10 @@ from typing import Any, Callable, Sequence
 import ipywidgets as widgets
 import pandas as pd
 
-from usage_lib import formatting
+from usage_lib.render import formatting
+from usage_lib.render.labels import EMPTY_TEXT, SERVICE_ACCOUNT_BADGE, TOP_COLUMNS as COLUMNS, Column, cell_text
 
 ASCENDING, DESCENDING = "\u25b2", "\u25bc"  # the arrows shown in a sorted header
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    title: str
-    numeric: bool = False
-    css: str = ""
-
-
-RANK = Column("rank", "#", numeric=True, css="aq-rank")
-REQUESTS = Column("requests", "Requests", numeric=True)
-INPUT = Column("input_tokens", "Input Tokens", numeric=True)
-OUTPUT = Column("output_tokens", "Output Tokens", numeric=True)
-TOTAL = Column("total_tokens", "Total Tokens", numeric=True)
-NUMBERS = (REQUESTS, INPUT, OUTPUT, TOTAL)
-
-#: The columns of each level (SPEC §3), with the name column's heading.
-COLUMNS: dict[str, tuple[Column, ...]] = {
-    "org": (RANK, Column("name", "Organization", css="aq-name"), *NUMBERS),
-    "token": (
-        RANK,
-        Column("name", "API Key", css="aq-name"),
-        *NUMBERS,
-        Column("owner_email", "Token Owner", css="aq-text"),
-        Column("service_account", "Service Account", css="aq-text"),
-    ),
-    "user_id": (RANK, Column("name", "User ID", css="aq-name"), *NUMBERS),
-}
-
-EMPTY_TEXT = "No data available."
-SERVICE_ACCOUNT_BADGE = "Service Account"
 
 
 @dataclass
@@ -87,7 +56,7 @@ def rows_from_frame(top: pd.DataFrame, kind: str) -> list[Row]:
             values["service_account"] = (
                 None if formatting.is_missing(record.get("service_account")) else record["service_account"]
             )
-        texts = {column.key: _text(column, values.get(column.key)) for column in COLUMNS[kind]}
+        texts = {column.key: cell_text(column, values.get(column.key)) for column in COLUMNS[kind]}
         if kind == "org":
             can_open = values["id"] is not None
         elif kind == "token":
@@ -96,14 +65,6 @@ def rows_from_frame(top: pd.DataFrame, kind: str) -> list[Row]:
             can_open = False
         rows.append(Row(values=values, texts=texts, can_open=can_open, is_service_account=is_sa))
     return rows
-
-
-def _text(column: Column, value: Any) -> str:
-    if column.key == "rank":
-        return str(value)
-    if column.numeric:
-        return formatting.count(value)
-    return formatting.name(value)
 
 
 def sort_order(rows: Sequence[Row], key: str, ascending: bool) -> list[int]:
@@ -132,8 +93,6 @@ class TopTable:
         self.sort_key = "rank"
         self.ascending = True
         self.order: list[int] = []
-        #: Bumped whenever the rows or their order change.
-        self.generation = 0
         self._css_id = f"aq-table-{next(TopTable._instances)}"
         self._header_layout = widgets.Layout()
         self._targets_layout = widgets.Layout()
@@ -281,7 +240,6 @@ class TopTable:
         changed reaches the closed old widget, never the row that took its place.
         """
         self.order = sort_order(self.rows, self.sort_key, self.ascending)
-        self.generation += 1
         old = self.targets
         self.body.value = self._body_html()
         targets = None

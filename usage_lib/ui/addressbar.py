@@ -15,7 +15,7 @@ from __future__ import annotations
 import anywidget
 import traitlets
 
-from usage_lib.urlstate import STATE_KEYS
+from usage_lib.core.urlstate import STATE_KEYS
 
 _ESM = """
 function render({ model }) {

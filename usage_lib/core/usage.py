@@ -17,13 +17,13 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from usage_lib import access, queries
-from usage_lib.access import Catalogue, Scope
-from usage_lib.db import Database
+from usage_lib.core import access, queries
+from usage_lib.core.access import Catalogue, Scope
+from usage_lib.gateway.db import Database
 from usage_lib.errors import UsageError
-from usage_lib.timebuckets import DEFAULT_SPAN, SPANS, Window, window, zone
+from usage_lib.core.spans import DEFAULT_SPAN, SPANS, Window, window, zone
 
-log = logging.getLogger("usage_lib.report")
+log = logging.getLogger("usage_lib.core.usage")
 
 TOP_CHOICES = (10, 25, 100)
 DEFAULT_TOP = 100
@@ -307,6 +307,13 @@ def _top_user_ids(grouped: pd.DataFrame, top_k: int) -> pd.DataFrame:
 
 def _empty_grouped() -> pd.DataFrame:
     return _grouped_frame([], 0)[0]
+
+
+def find_viewer(db: Database, viewer: str) -> access.Viewer:
+    """The gateway user `viewer` names (email or username), or `UsageError` (one line)
+    when none may look: unknown, inactive, ambiguous, no profile or no role."""
+    with db.connect() as conn:
+        return access.resolve_viewer(conn.execute(queries.viewer_statement(viewer.strip())).mappings(), viewer)
 
 
 def compute_usage(

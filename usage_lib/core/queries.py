@@ -36,9 +36,9 @@ from sqlalchemy import (
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.expression import UnaryExpression
 
-from usage_lib.access import Reach, Scope
-from usage_lib.db import Database
-from usage_lib.schema import (
+from usage_lib.core.access import Reach, Scope
+from usage_lib.gateway.db import Database
+from usage_lib.gateway.schema import (
     auth_group,
     auth_user,
     auth_user_groups,
@@ -50,7 +50,7 @@ from usage_lib.schema import (
     management_token as token,
     management_userprofile as profile,
 )
-from usage_lib.timebuckets import Window
+from usage_lib.core.spans import Window
 
 COMPLETION_PATH = "%completion%"
 EMBEDDING_PATH = "%embedding%"

@@ -14,13 +14,10 @@ from numbers import Real
 
 import pandas as pd
 
+from usage_lib.core.spans import SPANS
+
 NA = "N/A"
 PLACEHOLDER = "\u2014"  # an em dash, for a tile without a value
-
-#: Python strftime patterns for a bucket's start, by span (minutes, hours, days).
-BUCKET_FORMATS = {"1h": "%Y-%m-%d %H:%M", "1d": "%Y-%m-%d %H:00", "1w": "%a %Y-%m-%d"}
-#: Axis tick labels, by span.
-AXIS_FORMATS_D3 = {"1h": "%H:%M", "1d": "%H:%M", "1w": "%d %b"}
 
 
 def is_missing(value: object) -> bool:
@@ -58,21 +55,10 @@ def name(value: object) -> str:
 
 def bucket(moment: datetime, span: str) -> str:
     """A chart bucket's start on its own wall clock (it is aware, in the dashboard zone)."""
-    return moment.strftime(BUCKET_FORMATS.get(span, BUCKET_FORMATS["1d"]))
+    return moment.strftime(SPANS[span].bucket_format)
 
 
 def as_of(moment: datetime, tz: str) -> str:
     """``2026-11-24 12:00:00 (UTC)``: when the figures were taken, on the dashboard zone's clock."""
     return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} ({tz})"
 
-
-#: The metrics bar: (metric key, tile label, formatter), in display order.
-TILES = (
-    ("total_requests", "Total Requests", count),
-    ("failed_requests", "Failed Requests", count),
-    ("avg_response_ms_completion", "Avg Resp Time (Completion)", milliseconds),
-    ("avg_response_ms_embedding", "Avg Resp Time (Embedding)", milliseconds),
-    ("input_tokens", "Input Tokens", count),
-    ("output_tokens", "Output Tokens", count),
-    ("total_tokens", "Total Tokens", count),
-)

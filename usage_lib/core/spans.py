@@ -13,13 +13,43 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from usage_lib.errors import UsageError
 
-SPANS: dict[str, timedelta] = {
-    "1h": timedelta(hours=1),
-    "1d": timedelta(days=1),
-    "1w": timedelta(weeks=1),
+
+@dataclass(frozen=True)
+class Span:
+    """Everything known about one time frame, in one place: its length and bucket unit
+    (SPEC §3), and how the page, the charts and the files name and write it."""
+
+    key: str
+    length: timedelta
+    #: The chart's bucket: "minute", "hour" or "day" on the dashboard zone's wall clock.
+    bucket_unit: str
+    #: In words, e.g. on the page's as-of line and in snapshot titles.
+    label: str
+    #: The bucket in words, e.g. "per hour".
+    per_bucket: str
+    #: strftime pattern for a bucket's start in tables and tooltips.
+    bucket_format: str
+    #: d3 time format of the chart's axis ticks.
+    axis_format: str
+    #: A tick every `tick_every` of `tick_unit` ("minute", "hour" or "bucket").
+    tick_unit: str
+    tick_every: int
+
+    @property
+    def nominal_bucket(self) -> timedelta:
+        """A bucket's usual length (a day may last 23 or 25 hours; see `window`)."""
+        return {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}[self.bucket_unit]
+
+
+SPANS: dict[str, Span] = {
+    span.key: span
+    for span in (
+        Span("1h", timedelta(hours=1), "minute", "last hour", "per minute", "%Y-%m-%d %H:%M", "%H:%M", "minute", 10),
+        Span("1d", timedelta(days=1), "hour", "last 24 hours", "per hour", "%Y-%m-%d %H:00", "%H:%M", "hour", 3),
+        Span("1w", timedelta(weeks=1), "day", "last 7 days", "per day", "%a %Y-%m-%d", "%d %b", "bucket", 2),
+    )
 }
 DEFAULT_SPAN = "1d"
-BUCKET_UNIT = {"1h": "minute", "1d": "hour", "1w": "day"}
 
 
 @dataclass(frozen=True)
@@ -71,9 +101,9 @@ def window(span: str, now: datetime, tz: ZoneInfo) -> Window:
         raise UsageError(f"unknown span {span!r}: use one of {', '.join(SPANS)}")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    unit = BUCKET_UNIT[span]
+    unit = SPANS[span].bucket_unit
     now = now.astimezone(timezone.utc)
-    start = now - SPANS[span]
+    start = now - SPANS[span].length
     starts = [floor(start, unit, tz)]
     last = floor(now, unit, tz)
     while starts[-1] < last:

@@ -1,6 +1,6 @@
 """The JavaScript an offline HTML snapshot inlines, obtained from package registries.
 
-An offline snapshot (`usage_lib.snapshot`) must draw ipywidgets and bqplot without any
+An offline snapshot (`usage_lib.render.offline_page`) must draw ipywidgets and bqplot without any
 network, so it inlines four AMD bundles. None of them is committed to this repository:
 
 - ``require.js`` from the npm package ``requirejs``;
@@ -17,8 +17,9 @@ the registry's sha512 integrity pinned below) into a cache directory outside git
 2. else ``<sys.prefix>/share/aqueduct-usage/js`` (inside the virtualenv) when writable;
 3. else ``$XDG_CACHE_HOME/aqueduct-usage/js`` (``~/.cache/aqueduct-usage/js``).
 
-Run ``python -m usage_lib.offline_assets`` (what ``scripts/setup-env`` should do) to
-fetch them ahead of time; ``ensure_assets()`` fetches on first use otherwise.
+``python -m usage_lib.render.assets`` fetches them; the setup step (``scripts/setup-env``,
+run by ``make serve`` and ``make test``) runs it. Nothing fetches them later: an export
+never touches the network, and fails at once with `AssetsMissing` when they are absent.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from jupyter_core.paths import jupyter_path
 
 from usage_lib.errors import UsageError
 
@@ -116,7 +119,7 @@ def _npm() -> str:
         raise AssetsMissing(
             "offline HTML snapshots need JavaScript from the npm registry, but `npm` is not "
             "installed: install Node.js and npm (Debian: apt-get install -y npm), then run "
-            "`python -m usage_lib.offline_assets` once (or set AQUEDUCT_NPM to npm's path)"
+            "`python -m usage_lib.render.assets` once (or set AQUEDUCT_NPM to npm's path)"
         )
     return npm
 
@@ -175,23 +178,22 @@ def _write(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
-def ensure_assets() -> Path:
-    """The cache directory, fetching the npm bundles first when they are missing."""
+def installed_assets() -> Path:
+    """The cache directory holding the npm bundles; `AssetsMissing` when they are absent."""
     directory = cache_dir()
     if not _complete(directory):
-        directory = fetch(cache_dir(for_writing=True), quiet=True)
+        raise AssetsMissing(
+            f"the JavaScript for offline HTML snapshots is not installed (looked in {directory}): "
+            "run `python -m usage_lib.render.assets` once (needs npm), or `make setup`"
+        )
     return directory
 
 
 def wheel_bundle(name: str) -> str:
     """bqplot's or bqscales' AMD bundle, from the installed wheel's nbextension."""
-    candidates = [Path(sys.prefix), Path(sys.base_prefix), Path.home() / ".local"]
-    try:  # jupyter's own data path list covers conda, --user and system installs
-        from jupyter_core.paths import jupyter_path
-
-        candidates = [Path(p).parent.parent for p in jupyter_path()] + candidates
-    except ImportError:  # pragma: no cover
-        pass
+    # jupyter's own data path list covers conda, --user and system installs.
+    candidates = [Path(p).parent.parent for p in jupyter_path()]
+    candidates += [Path(sys.prefix), Path(sys.base_prefix), Path.home() / ".local"]
     for prefix in candidates:
         path = prefix / "share" / "jupyter" / "nbextensions" / WHEEL_BUNDLES[name]
         if path.is_file():
@@ -238,7 +240,7 @@ class Bundles:
 
 def load_bundles() -> Bundles:
     """All four bundles, ready to inline (source maps stripped, modules named)."""
-    directory = ensure_assets()
+    directory = installed_assets()
     fonts = json.loads((directory / "fonts.json").read_text())
 
     def read(asset: NpmAsset) -> str:
@@ -256,7 +258,7 @@ def load_bundles() -> Bundles:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m usage_lib.offline_assets [--force]`: fetch the npm bundles now."""
+    """`python -m usage_lib.render.assets [--force]`: fetch the npm bundles now."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         directory = cache_dir()

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qs, urlencode
 
-from usage_lib.report import Selection
-from usage_lib.timebuckets import DEFAULT_SPAN
+from usage_lib.core.usage import Selection
+from usage_lib.core.spans import DEFAULT_SPAN
 
-log = logging.getLogger("usage_lib.urlstate")
+log = logging.getLogger("usage_lib.core.urlstate")
 
 STATE_KEYS = ("org", "span", "token", "top")
 IDENTITY_KEYS = ("viewer", "user", "email", "username", "as", "identity")

@@ -6,7 +6,7 @@ indexes from this metadata.
 
 `management_request.timestamp` is declared as text-compatible on purpose: on SQLite
 Django stores naive-UTC text in two forms, and the window filters compare that text
-with bounds formatted by `usage_lib.db.Database.timestamp_bound`.
+with bounds formatted by `usage_lib.gateway.db.Database.timestamp_bound`.
 """
 
 from __future__ import annotations

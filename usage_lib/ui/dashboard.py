@@ -1,16 +1,17 @@
 """The dashboard page: filters, metric tiles, two charts and the top table, as ipywidgets.
 
-Data flows one way: `DashboardConfig` (environment) -> viewer and requested `Selection`
--> one `compute_usage` call per refresh -> `Usage` frames -> widgets. Widgets never
-build SQL and never decide who may see what: every change (org, span, top-k, a row
-click, a back button) only updates the *requested* selection and refreshes; the core
-checks it against the viewer's role, and the widgets then show the *effective* scope
-it returns (`usage.scope`), so a forged org or token shows the fallback, not more data.
+Data flows one way: `Settings` (where, as whom) and the requested `Selection` -> one
+`compute_usage` call per refresh -> `Usage` frames -> widgets. Widgets never build SQL
+and never decide who may see what: every change (org, span, top-k, a row click, a back
+button) only updates the *requested* selection and refreshes; the core checks it
+against the viewer's role, and the widgets then show the *effective* scope it returns
+(`usage.scope`), so a forged org or token shows the fallback, not more data.
 
-In a notebook (or Voila)::
+In a notebook::
 
-    from usage_lib.dashboard import show_dashboard
-    dashboard = show_dashboard()          # configuration from the environment
+    from usage_lib.settings import Settings
+    from usage_lib.ui.dashboard import show_dashboard
+    dashboard = show_dashboard(Settings(db_url="sqlite:///demo/demo.sqlite3", viewer="admin@acme.example"))
     dashboard.usage.top                   # the frames behind what is shown
 """
 
@@ -18,173 +19,36 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import re
 import logging
-import os
-import sys
+import re
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import ipywidgets as widgets
 from ipywidgets.widgets.widget_string import HTMLStyle
 
-from usage_lib import charts, formatting
-from usage_lib.addressbar import AddressBar
-from usage_lib.db import Database, open_database
+from usage_lib.core.spans import SPANS
+from usage_lib.core.urlstate import query_for
+from usage_lib.core.usage import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.errors import UsageError
-from usage_lib.report import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
-from usage_lib.routerconfig import load_router_config
-from usage_lib.snapshot import export_buttons
-from usage_lib.table import Row, TopTable
-from usage_lib.timebuckets import SPANS
-from usage_lib.urlstate import query_for
+from usage_lib.gateway.db import Database, open_database
+from usage_lib.render import formatting
+from usage_lib.render.labels import ROLE_NAMES, TILES, TOP_TITLES
+from usage_lib.settings import Settings
+from usage_lib.ui import charts
+from usage_lib.ui.addressbar import AddressBar
+from usage_lib.ui.export import ExportControl
+from usage_lib.ui.table import Row, TopTable
 
-log = logging.getLogger("usage_lib.dashboard")
-_package_log = logging.getLogger("usage_lib")
-if not _package_log.handlers:
-    # Inside a kernel sys.stderr is the notebook's output; logs (refused choices, failed
-    # refreshes) belong in the server's, for every module of the package.
-    _handler = logging.StreamHandler(sys.__stderr__)
-    _handler.setFormatter(logging.Formatter("[%(name)s] %(levelname)s %(message)s"))
-    _package_log.addHandler(_handler)
-    _package_log.setLevel(logging.INFO)
-    _package_log.propagate = False
-
-ENV_DB_URL = "AQUEDUCT_DB_URL"
-ENV_ROUTER_CONFIG = "AQUEDUCT_ROUTER_CONFIG"
-ENV_VIEWER = "AQUEDUCT_VIEWER"
-ENV_TZ = "AQUEDUCT_TZ"
-ENV_NOW = "AQUEDUCT_NOW"
-ENV_DEMO = "AQUEDUCT_DEMO"
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_DB = Path("demo") / "demo.sqlite3"
-
-
-# --------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DashboardConfig:
-    """Where the data is and who is looking; read once per page view."""
-
-    db_url: str
-    router_config: Path | None = None
-    viewer: str | None = None
-    tz: str = "UTC"
-    now: datetime | None = None
-    #: What the page opens with (the URL's org/span/token/top, if any).
-    selection: Selection = field(default_factory=Selection)
-    demo: bool = False
-    #: A configuration problem to show instead of figures (e.g. no viewer).
-    problem: str | None = None
-    #: Served by Voila: the page's address follows the view. Not in JupyterLab, whose
-    #: address is its own.
-    follow_address: bool = False
-
-
-def default_demo_db() -> Path:
-    """The demo database `usage-dashboard serve` builds: demo/demo.sqlite3 in the checkout
-    (or under the working directory, or its parent, for a notebook in notebooks/)."""
-    candidates = [REPO_ROOT / DEMO_DB, Path.cwd() / DEMO_DB, Path.cwd().parent / DEMO_DB]
-    return next((path for path in candidates if path.exists()), candidates[0])
-
-
-def _wait_for_page_request() -> None:
-    """Voila's `wait_for_request`: returns at once outside a preheated Voila kernel."""
-    if os.environ.get("VOILA_PREHEAT") == "True":
-        from voila.utils import wait_for_request
-
-        wait_for_request()
-
-
-def config_from_environment(env: Mapping[str, str] | None = None) -> DashboardConfig:
-    """The dashboard's configuration from environment variables; never raises.
-
-    - ``AQUEDUCT_DB_URL``: SQLAlchemy URL or SQLite file path; unset = the demo database
-      (demo mode);
-    - ``AQUEDUCT_ROUTER_CONFIG``: LiteLLM router config; in demo mode the demo's;
-    - the viewer: `usage_lib.identity` (proxy header, JupyterHub user, or
-      ``AQUEDUCT_VIEWER``); in demo mode the demo's global admin by default;
-    - ``AQUEDUCT_TZ`` (IANA zone, default UTC) and ``AQUEDUCT_NOW`` (ISO as-of time; unset
-      = live);
-    - ``QUERY_STRING`` (set by Voila): the gateway's ``?org=&span=&token=`` plus ``top``;
-      ``VOILA_BASE_URL`` (set by Voila, also in a preheated kernel): the page is Voila's.
-
-    A problem (no viewer, a bad time) is kept in `problem` for the page to show.
-    In a kernel Voila started ahead of its visitor (preheated), this first waits for the
-    page request, whose query string Voila then puts into the environment.
-    """
-    from usage_lib import identity, urlstate
-    from usage_lib.cli import db_url as as_url
-
-    if env is None:
-        _wait_for_page_request()
-    env = dict(os.environ if env is None else env)
-    problems: list[str] = []
-    raw_url = env.get(ENV_DB_URL, "").strip()
-    demo = not raw_url or env.get(ENV_DEMO) == "1"
-    router: Path | None = Path(env[ENV_ROUTER_CONFIG]) if env.get(ENV_ROUTER_CONFIG) else None
-    if raw_url:
-        url = as_url(raw_url)
-    else:
-        from usage_lib.demo import demo_paths
-
-        demo_db = default_demo_db()
-        url, demo_router = demo_paths(demo_db)
-        if router is None:
-            router = demo_router
-        if not demo_db.exists():
-            problems.append(f"demo database not found at {demo_db}: run `usage-dashboard demo` (or `make serve`) first")
-    if demo:
-        env[ENV_DEMO] = "1"
-
-    tz = env.get(ENV_TZ, "").strip() or "UTC"
-    now = None
-    if env.get(ENV_NOW, "").strip():
-        try:
-            now = datetime.fromisoformat(env[ENV_NOW].strip())
-        except ValueError:
-            problems.append(f"{ENV_NOW} is not an ISO 8601 time: {env[ENV_NOW]!r}")
-
-    viewer = None
-    try:
-        from usage_lib.demo import DEMO_ADMIN_EMAIL
-
-        viewer = identity.resolve_viewer_name(env, demo_viewer=DEMO_ADMIN_EMAIL if demo else None)
-    except UsageError as exc:
-        problems.append(str(exc))
-
-    selection = urlstate.selection_from_query(env.get("QUERY_STRING"), Selection(tz=tz, now=now))
-    return DashboardConfig(
-        db_url=url,
-        router_config=router,
-        viewer=viewer,
-        tz=tz,
-        now=now,
-        selection=selection,
-        demo=demo,
-        problem="; ".join(problems) or None,
-        follow_address="VOILA_BASE_URL" in env,
-    )
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------
 # The page
 # --------------------------------------------------------------------------------------
 
-TILES = formatting.TILES
-
-TABLE_TITLES = {"org": "Requests by Organization", "token": "Requests by API Key", "user_id": "Requests by User ID"}
-ROLE_NAMES = {"admin": "Global admin", "org-admin": "Org admin", "user": "User"}
-SPAN_LABELS = {"1h": "last hour", "1d": "last 24 hours", "1w": "last 7 days"}
-
-STYLESHEET_PATH = Path(__file__).with_name("templates") / "dashboard.css"
+STYLESHEET_PATH = Path(__file__).with_name("dashboard.css")
 
 
 def _stylesheet() -> str:
@@ -203,16 +67,22 @@ class Dashboard:
 
     def __init__(
         self,
-        config: DashboardConfig,
+        settings: Settings,
         selection: Selection | None = None,
         *,
+        viewer: str | None = None,
+        problem: str | None = None,
         database: Database | None = None,
         models: Sequence[str] | None = None,
         compute: Compute = compute_usage,
     ) -> None:
-        self.config = config
-        base = selection or config.selection
-        self.selection = dataclasses.replace(base, tz=config.tz, now=config.now)
+        self.settings = settings
+        #: Who is looking (default: the settings' fixed viewer).
+        self.viewer = viewer or settings.viewer
+        #: A configuration problem shown instead of figures.
+        self.problem = problem or ("; ".join(settings.problems) or None)
+        base = selection or settings.view
+        self.selection = dataclasses.replace(base, tz=settings.view.tz, now=settings.view.now)
         self.usage: Usage | None = None
         self.error: str | None = None
         self.timings: dict[str, float] = {}
@@ -252,7 +122,7 @@ class Dashboard:
         self.subtitle = self._html("", "aq-subtitle")
         self.spinner = self._html('<div class="aq-spinner-ring"></div><span>Loading\u2026</span>', "aq-spinner")
         heading = self._box(widgets.VBox, [self.title, self.subtitle], "aq-heading")
-        self.export = export_buttons(self)
+        self.export = ExportControl(self)
         self.header = self._box(widgets.HBox, [heading, self.spinner, self.export], "aq-header")
 
         self.org_dropdown = widgets.Dropdown(options=[], layout=widgets.Layout(width="auto"))
@@ -262,7 +132,7 @@ class Dashboard:
         self.org_control = self._box(widgets.Box, [self.org_label], "aq-control-body")
         self.span_toggle = widgets.ToggleButtons(
             options=list(SPANS), value=self.selection.span if self.selection.span in SPANS else "1d",
-            tooltips=[SPAN_LABELS[s] for s in SPANS],
+            tooltips=[SPANS[s].label for s in SPANS],
         )
         self.span_toggle.add_class("aq-segmented")
         self.span_toggle.add_class("aq-span")
@@ -312,7 +182,7 @@ class Dashboard:
         chart_column = self._box(widgets.VBox, [timeseries_card, models_card], "aq-chart-column")
 
         self.table = TopTable(on_open=self._on_row)
-        self.table_title = self._html(self._card_title(TABLE_TITLES["org"]), "aq-card-title")
+        self.table_title = self._html(self._card_title(TOP_TITLES["org"]), "aq-card-title")
         self.all_orgs_button = widgets.Button(description="Show all orgs", icon="", tooltip="Back to every organization")
         self.all_orgs_button.add_class("aq-back")
         self.all_orgs_button.add_class("aq-back-orgs")
@@ -424,9 +294,9 @@ class Dashboard:
 
     def _database(self) -> tuple[Database, Sequence[str] | None]:
         if self._db is None:
-            self._db = open_database(self.config.db_url)
+            self._db = open_database(self.settings.db_url)
         if not self._models_loaded:
-            self._models = load_router_config(self.config.router_config) if self.config.router_config else None
+            self._models = self.settings.models()
             self._models_loaded = True
         return self._db, self._models
 
@@ -439,12 +309,12 @@ class Dashboard:
         started = time.perf_counter()
         self._set_loading(True)
         try:
-            if self.config.problem:
-                raise UsageError(self.config.problem)
-            if not self.config.viewer:
+            if self.problem:
+                raise UsageError(self.problem)
+            if not self.viewer:
                 raise UsageError("no viewer configured")
             db, models = self._database()
-            usage = self._compute(db, self.config.viewer, self.selection, models=models)
+            usage = self._compute(db, self.viewer, self.selection, models=models)
             computed = time.perf_counter()
             self._adopt(usage)
             self._render(usage)
@@ -515,7 +385,7 @@ class Dashboard:
         window = usage.window
         self.as_of.value = (
             f'<span title="window: from {html.escape(formatting.as_of(window.start, usage.tz))}">'
-            f"{SPAN_LABELS.get(window.span, window.span)} \u00b7 as of {html.escape(formatting.as_of(window.now, usage.tz))}</span>"
+            f"{SPANS[window.span].label} \u00b7 as of {html.escape(formatting.as_of(window.now, usage.tz))}</span>"
         )
         for key, label, fmt in TILES:
             self.tiles[key].value = self._tile_html(label, fmt(metrics[key]))
@@ -525,12 +395,12 @@ class Dashboard:
             self.tiles["failed_requests"].remove_class("aq-tile-alert")
         self.timeseries_chart.update(usage.timeseries, window.span)
         self.models_chart.update(usage.models)
-        unit = {"1h": "per minute", "1d": "per hour", "1w": "per day"}[window.span]
+        unit = SPANS[window.span].per_bucket
         first, last = usage.timeseries["bucket"].iloc[0], usage.timeseries["bucket"].iloc[-1]
         span_text = f"{formatting.bucket(first, window.span)} \u2013 {formatting.bucket(last, window.span)} ({usage.tz})"
         self.timeseries_title.value = self._card_title("Requests Over Time", f"{unit} \u00b7 {span_text}")
         self.table.show(usage.top, usage.top_kind)
-        self.table_title.value = self._card_title(TABLE_TITLES[usage.top_kind], f"top {usage.top_k}")
+        self.table_title.value = self._card_title(TOP_TITLES[usage.top_kind], f"top {usage.top_k}")
         self.error_box.value = ""
         self.widget.remove_class("aq-failed")
         self.notice_box.value = "".join(
@@ -578,13 +448,15 @@ class Dashboard:
             self._db.close()
 
 
-def show_dashboard(config: DashboardConfig | None = None, **kwargs) -> Dashboard:
-    """Build the dashboard from `config` (default: the environment), refresh and display it."""
+def show_dashboard(settings: Settings, selection: Selection | None = None, *, follow_address: bool = False,
+                   **kwargs) -> Dashboard:
+    """Build the dashboard, refresh and display it. With `follow_address` (a page served
+    by Voila) the browser's address follows the view."""
     from IPython.display import display
 
-    dashboard = Dashboard(config or config_from_environment(), **kwargs)
+    dashboard = Dashboard(settings, selection, **kwargs)
     dashboard.refresh()
     display(dashboard.widget)
-    if dashboard.config.follow_address:
+    if follow_address:
         display(dashboard.address)
     return dashboard

@@ -1,0 +1,2 @@
+"""The gateway's database as this dashboard sees it: its tables (`schema`), a read-only
+connection that checks them (`db`), and the LiteLLM router config (`routerconfig`)."""

@@ -1,0 +1,148 @@
+"""File renderers over one report: JSON, CSV (four files), zip.
+
+Every renderer takes a `Report` (the figures of one export, with their JSON contract
+computed once) and a file stem, and returns the files to write, by name; it never
+touches the disk. `usage_lib.render.registry` maps file suffixes to them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from datetime import timezone
+from typing import Any, Callable, Mapping, Sequence
+
+from usage_lib.core.usage import Usage
+
+#: A renderer: (report, file stem) -> {file name: content}.
+Renderer = Callable[["Report", str], dict[str, bytes]]
+
+CSV_PARTS = ("timeseries", "models", "summary")  # beside the top table, `<stem>.<part>.csv`
+ZIP_NAMES = ("top.csv", "timeseries.csv", "models.csv", "summary.csv")
+
+
+@dataclass(frozen=True)
+class Report:
+    """The data of one export: `usage` and its JSON contract (`data`), computed once.
+
+    `widget` is the dashboard's root widget when the export should embed it (HTML).
+    """
+
+    usage: Usage
+    data: Mapping[str, Any]
+    widget: Any = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, usage: Usage, widget: Any = None) -> "Report":
+        return cls(usage=usage, data=usage.to_json(), widget=widget)
+
+
+def render_json(report: Report, stem: str) -> dict[str, bytes]:
+    """The JSON report contract, as `usage-dashboard report --format json` prints it."""
+    return {f"{stem}.json": json_bytes(report.data)}
+
+
+def json_bytes(data: Mapping[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode("utf-8")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: None is empty; text that a spreadsheet would run as a formula (a
+    token name or a client-sent user_id starting with = + - @) gets a leading '."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(value) for value in row])
+    return buffer.getvalue().encode("utf-8")
+
+
+def top_columns(kind: str) -> list[str]:
+    columns = ["rank", "kind", "id", "name", "requests", "input_tokens", "output_tokens", "total_tokens"]
+    return columns + (["owner_email", "service_account"] if kind == "token" else [])
+
+
+def top_csv(data: Mapping[str, Any]) -> bytes:
+    """The top table: one row per org, token or user_id, the JSON report's values
+    (`kind` says which; `id` is the org id, token id or user_id; empty means none)."""
+    kind = data["top"]["kind"]
+    columns = top_columns(kind)
+    rows = [[kind if column == "kind" else row.get(column) for column in columns] for row in data["top"]["rows"]]
+    return _csv(columns, rows)
+
+
+def timeseries_csv(data: Mapping[str, Any]) -> bytes:
+    return _csv(["bucket", "requests"], [[p["bucket"], p["requests"]] for p in data["timeseries"]])
+
+
+def models_csv(data: Mapping[str, Any]) -> bytes:
+    return _csv(["model", "requests"], [[m["model"], m["requests"]] for m in data["models"]])
+
+
+def summary_csv(data: Mapping[str, Any]) -> bytes:
+    """Scope and the seven figures, one `key,value` row each."""
+    scope, org, token = data["scope"], data["scope"]["org"], data["scope"]["token"]
+    rows = [
+        ["viewer", scope["viewer"]],
+        ["role", scope["role"]],
+        ["org", "all" if org == "all" else org["name"]],
+        ["org_id", None if org == "all" else org["id"]],
+        ["token", None if token is None else token["name"]],
+        ["token_id", None if token is None else token["id"]],
+        ["span", scope["span"]],
+        ["now", scope["now"]],
+        ["window_start", scope["window_start"]],
+        ["tz", scope["tz"]],
+        ["top_kind", data["top"]["kind"]],
+        *([key, value] for key, value in data["metrics"].items()),
+        *(["notice", notice] for notice in data["notices"]),
+    ]
+    return _csv(["key", "value"], rows)
+
+
+def render_csv(report: Report, stem: str) -> dict[str, bytes]:
+    """The four CSV files: the top table as `<stem>.csv`, then `<stem>.timeseries.csv`,
+    `<stem>.models.csv` and `<stem>.summary.csv`."""
+    data = report.data
+    return {
+        f"{stem}.csv": top_csv(data),
+        f"{stem}.timeseries.csv": timeseries_csv(data),
+        f"{stem}.models.csv": models_csv(data),
+        f"{stem}.summary.csv": summary_csv(data),
+    }
+
+
+def render_zip(report: Report, stem: str) -> dict[str, bytes]:
+    """The four CSV files in one zip: top.csv, timeseries.csv, models.csv, summary.csv."""
+    buffer = io.BytesIO()
+    stamp = report.usage.window.now.astimezone(timezone.utc).timetuple()[:6]
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in zip(ZIP_NAMES, render_csv(report, stem).values()):
+            info = zipfile.ZipInfo(name, stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    return {f"{stem}.zip": buffer.getvalue()}
+
+
+def file_stem(usage: Usage) -> str:
+    """A file name for a download: ``aqueduct-usage_<org>_<span>_<yyyymmdd-hhmm>``."""
+    scope = usage.scope
+    org = "all" if scope.org is None else scope.org.name
+    token = f"_token-{scope.token.id}" if scope.token is not None else ""
+    when = usage.window.now.strftime("%Y%m%d-%H%M")
+    safe = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in org).strip("-") or "org"
+    return f"aqueduct-usage_{safe}{token}_{usage.window.span}_{when}"

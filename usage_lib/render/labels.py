@@ -1,0 +1,75 @@
+"""What the page and the files call things: the metric tiles, the top table's titles and
+columns, the roles. The live widgets and the static HTML both read them from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from usage_lib.render.formatting import count, milliseconds, name
+
+#: The metrics bar: (metric key, tile label, formatter), in display order.
+TILES = (
+    ("total_requests", "Total Requests", count),
+    ("failed_requests", "Failed Requests", count),
+    ("avg_response_ms_completion", "Avg Resp Time (Completion)", milliseconds),
+    ("avg_response_ms_embedding", "Avg Resp Time (Embedding)", milliseconds),
+    ("input_tokens", "Input Tokens", count),
+    ("output_tokens", "Output Tokens", count),
+    ("total_tokens", "Total Tokens", count),
+)
+
+ROLE_NAMES = {"admin": "Global admin", "org-admin": "Org admin", "user": "User"}
+
+#: The top table's title, by level (SPEC §3).
+TOP_TITLES = {"org": "Requests by Organization", "token": "Requests by API Key", "user_id": "Requests by User ID"}
+SERVICE_ACCOUNT_BADGE = "Service Account"
+EMPTY_TEXT = "No data available."
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    numeric: bool = False
+    css: str = ""
+
+
+RANK = Column("rank", "#", numeric=True, css="aq-rank")
+NUMBERS = (
+    Column("requests", "Requests", numeric=True),
+    Column("input_tokens", "Input Tokens", numeric=True),
+    Column("output_tokens", "Output Tokens", numeric=True),
+    Column("total_tokens", "Total Tokens", numeric=True),
+)
+
+#: The top table's columns at each level, the name column's heading included.
+TOP_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "org": (RANK, Column("name", "Organization", css="aq-name"), *NUMBERS),
+    "token": (
+        RANK,
+        Column("name", "API Key", css="aq-name"),
+        *NUMBERS,
+        Column("owner_email", "Token Owner", css="aq-text"),
+        Column("service_account", "Service Account", css="aq-text"),
+    ),
+    "user_id": (RANK, Column("name", "User ID", css="aq-name"), *NUMBERS),
+}
+
+
+def shown_name(row: Mapping[str, Any], kind: str) -> Any:
+    """The name a report row (`Usage.to_json()["top"]["rows"]`) shows: a token of a
+    service account shows the service account's name, as the gateway's page does."""
+    if kind == "token" and row.get("service_account"):
+        return row["service_account"]
+    return row["name"]
+
+
+def cell_text(column: Column, value: Any) -> str:
+    """How the top table writes `value` in `column`."""
+    if column.key == "rank":
+        return str(value)
+    if column.numeric:
+        return count(value)
+    return name(value)

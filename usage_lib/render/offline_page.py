@@ -1,0 +1,267 @@
+"""The offline HTML snapshot: one self-contained page that draws the dashboard with the
+network off.
+
+It holds the live dashboard's widgets (their state embedded with `ipywidgets.embed`,
+the JavaScript that draws them inlined from `usage_lib.render.assets`), a static header
+naming the view, and a static copy of the tiles, the table and the chart figures that
+is readable before (or without) JavaScript. Its Content-Security-Policy lets nothing
+leave the file.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from ipywidgets.embed import dependency_state, embed_data
+
+from usage_lib.core.spans import SPANS
+from usage_lib.core.usage import Usage
+from usage_lib.render import formatting
+from usage_lib.render.assets import load_bundles
+from usage_lib.render.files import Report
+from usage_lib.render.labels import TILES, TOP_COLUMNS, TOP_TITLES, cell_text, shown_name
+
+REPORT_SCRIPT_ID = "aqueduct-usage-report"
+EXPORT_CLASS = "aq-export"  # the live page's Export control; hidden in offline snapshots
+
+
+def _script_json(data: Any) -> str:
+    """JSON that is safe inside a <script> element (no `</script>`, no `<!--`)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c").replace(
+        "\u2028", "\\u2028"
+    ).replace("\u2029", "\\u2029")
+
+
+def _inline_script(source: str) -> str:
+    # An inlined bundle must not close its own element early.
+    return "<script>" + source.replace("</script", "<\\/script") + "\n</script>"
+
+
+def widget_state(widget) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The embeddable state of `widget` and everything it references, and its view spec.
+
+    Controls come out disabled (a snapshot has no kernel behind it)."""
+    data = embed_data(views=[widget], drop_defaults=True, state=dependency_state([widget], drop_defaults=True))
+    state = data["manager_state"]
+    for model in state["state"].values():
+        model_state = model.get("state", {})
+        if model.get("model_module") == "@jupyter-widgets/controls" and _interactive(model):
+            model_state["disabled"] = True
+    return state, data["view_specs"][0]
+
+
+def _interactive(model: Mapping[str, Any]) -> bool:
+    name = model.get("model_name", "")
+    return name.endswith("Model") and any(
+        kind in name
+        for kind in ("Button", "Dropdown", "Select", "Toggle", "Text", "Slider", "Checkbox", "Radio", "Combobox", "Picker")
+    ) and "Style" not in name
+
+
+def render_html(report: Report, stem: str) -> dict[str, bytes]:
+    return {f"{stem}.html": snapshot_html(report).encode("utf-8")}
+
+
+def snapshot_html(report: Report, *, exported_at: datetime | None = None) -> str:
+    """One self-contained HTML page showing `usage` (and `widget`, the dashboard's root
+    widget, drawn by the inlined widget manager when JavaScript runs)."""
+    usage, widget, data = report.usage, report.widget, report.data
+    exported_at = exported_at or datetime.now(timezone.utc)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        # Nothing may leave the file: no fetch, image, font or frame from anywhere.
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        "script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; "
+        "font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'\">",
+        '<meta name="generator" content="aqueduct-usage snapshot">',
+        f"<title>{html.escape(page_title(report))}</title>",
+        f"<style>{PAGE_CSS}</style>",
+        "</head><body>",
+        header_html(report, exported_at),
+        _static_html(usage, data),
+    ]
+    if widget is not None:
+        bundles = load_bundles()
+        state, view = widget_state(widget)
+        parts += [
+            '<main id="aq-widgets" class="aq-widgets">',
+            f'<script type="application/vnd.jupyter.widget-view+json">{_script_json(view)}</script>',
+            "</main>",
+            f'<script type="application/vnd.jupyter.widget-state+json">{_script_json(state)}</script>',
+            *(_inline_script(source) for source in bundles.scripts()),
+            f"<script>{_ready_js(usage)}</script>",
+        ]
+    parts += [
+        f'<script type="application/json" id="{REPORT_SCRIPT_ID}">{_script_json(data)}</script>',
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def page_title(report: Report) -> str:
+    return f"Aqueduct usage: {_scope_words(report.data)}, as of {formatting.as_of(report.usage.window.now, report.usage.tz)}"
+
+
+def _scope_words(data: Mapping[str, Any]) -> str:
+    scope = data["scope"]
+    org = "All orgs" if scope["org"] == "all" else scope["org"]["name"]
+    token = f", token {scope['token']['name']}" if scope["token"] else ""
+    return f"{org}{token}, {SPANS[scope['span']].label}"
+
+
+def header_html(report: Report, exported_at: datetime) -> str:
+    """The banner naming the view, the instant and the viewer (offline page, PDF, PNG)."""
+    usage, data = report.usage, report.data
+    scope = data["scope"]
+    as_of = formatting.as_of(usage.window.now, usage.tz)
+    since = formatting.as_of(usage.window.start, usage.tz)
+    org = "All" if scope["org"] == "all" else scope["org"]["name"]
+    rows = [
+        ("Org", org),
+        ("Token", f"{scope['token']['name']} (#{scope['token']['id']})" if scope["token"] else "all tokens"),
+        ("Time frame", f"{SPANS[scope['span']].label} ({scope['span']}), from {since}"),
+        ("As of", as_of),
+        ("Viewer", f"{scope['viewer']} ({scope['role']})"),
+        ("Exported", exported_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S (UTC)")),
+    ]
+    items = "".join(
+        f'<div class="aq-meta-item" data-field="{html.escape(k.lower().replace(" ", "-"))}"><dt>{html.escape(k)}</dt>'
+        f"<dd>{html.escape(v)}</dd></div>"
+        for k, v in rows
+    )
+    notices = "".join(f'<p class="aq-notice">{html.escape(n)}</p>' for n in data["notices"])
+    return (
+        '<header class="aq-snapshot-header" id="aq-snapshot-header">'
+        f'<h1>Aqueduct usage <span class="aq-snapshot-tag">snapshot</span></h1><dl class="aq-meta">{items}</dl>'
+        f"{notices}"
+        '<p class="aq-hint" id="aq-hint">A static snapshot: the figures as of the time above; controls do not respond.</p>'
+        "</header>"
+    )
+
+
+def _static_html(usage: Usage, report: Mapping[str, Any]) -> str:
+    metrics = report["metrics"]
+    tiles = "".join(
+        f'<div class="aq-static-tile" data-metric="{key}"><div class="aq-static-label">{html.escape(label)}</div>'
+        f'<div class="aq-static-value">{html.escape(fmt(metrics[key]))}</div></div>'
+        for key, label, fmt in TILES
+    )
+    kind = report["top"]["kind"]
+    columns = TOP_COLUMNS[kind]
+    headers = [column.title for column in columns]
+    body = []
+    for row in report["top"]["rows"]:
+        shown = {**row, "name": shown_name(row, kind)}
+        body.append("<tr>" + "".join(
+            f'<td class="{"num" if column.numeric else "txt"}">{html.escape(cell_text(column, shown[column.key]))}</td>'
+            for column in columns
+        ) + "</tr>")
+    if not body:
+        body.append(f'<tr><td colspan="{len(headers)}">No data available.</td></tr>')
+    span = report["scope"]["span"]
+    series = "".join(
+        f"<tr><td>{html.escape(formatting.bucket(bucket, span))}</td><td class=\"num\">{formatting.count(n)}</td></tr>"
+        for bucket, n in zip(usage.timeseries["bucket"], usage.timeseries["requests"])
+    )
+    models = "".join(
+        f"<tr><td>{html.escape(formatting.name(m['model']))}</td><td class=\"num\">{formatting.count(m['requests'])}</td></tr>"
+        for m in report["models"]
+    )
+    return (
+        '<section id="aq-static" class="aq-static">'
+        f'<div class="aq-static-tiles">{tiles}</div>'
+        f'<h2>{TOP_TITLES[kind]}</h2><table class="aq-static-table" data-kind="{kind}"><thead><tr>'
+        + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        + f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        '<div class="aq-static-charts">'
+        f'<div><h2>Requests Over Time</h2><table class="aq-static-series"><thead><tr><th>Bucket</th><th>Requests</th></tr></thead><tbody>{series}</tbody></table></div>'
+        f'<div><h2>Requests by Model</h2><table class="aq-static-models"><thead><tr><th>Model</th><th>Requests</th></tr></thead><tbody>{models}</tbody></table></div>'
+        "</div>"
+        "<noscript><p class=\"aq-hint\">The charts need JavaScript; the figures above are complete.</p></noscript>"
+        "</section>"
+    )
+
+
+# In a file nothing may be cut off: the page ellipsizes long tile values and table cells
+# to fit the screen; snapshots (offline HTML, PDF, PNG) let them wrap instead.
+WHOLE_TEXT_CSS = """
+.aq-dashboard .aq-tile-value, .aq-dashboard .aq-td:not(.aq-num), .aq-dashboard .aq-name-text {
+  white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+  overflow-wrap: anywhere;
+}
+.aq-dashboard .aq-td.aq-num { overflow: visible !important; text-overflow: clip !important; min-width: max-content !important; }
+"""
+
+# The banner of a snapshot (offline page, PDF and PNG).
+HEADER_CSS = """
+.aq-snapshot-header{background:white;border:1px solid #e2e8f0;border-radius:8px;padding:12px 16px;margin-bottom:16px}
+.aq-snapshot-header h1{font-size:18px;margin:0 0 8px}
+.aq-snapshot-tag{font-size:11px;font-weight:600;text-transform:uppercase;letter-spacing:.05em;color:#4f46e5;
+border:1px solid #c7d2fe;border-radius:4px;padding:1px 6px;vertical-align:middle}
+.aq-meta{display:flex;flex-wrap:wrap;gap:4px 24px;margin:0}
+.aq-meta-item{display:flex;gap:6px;font-size:13px}.aq-meta dt{color:#64748b}.aq-meta dd{margin:0;font-weight:500}
+.aq-notice{margin:8px 0 0;padding:6px 10px;background:#fef9c3;border-radius:4px;font-size:13px}
+.aq-hint{margin:8px 0 0;color:#64748b;font-size:12px}
+"""
+
+PAGE_CSS = WHOLE_TEXT_CSS + HEADER_CSS + """
+body{margin:0;padding:16px 24px;font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+color:#0f172a;background:#f8fafc}
+.aq-static-tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px;margin-bottom:16px}
+.aq-static-tile{background:white;border:1px solid #e2e8f0;border-radius:8px;padding:10px 12px}
+.aq-static-label{font-size:12px;color:#64748b}.aq-static-value{font-size:20px;font-weight:600;margin-top:4px}
+.aq-static h2{font-size:15px;margin:16px 0 6px}
+.aq-static table{border-collapse:collapse;background:white;font-size:13px}
+.aq-static th,.aq-static td{border:1px solid #e2e8f0;padding:4px 8px;text-align:left}
+.aq-static td.num{text-align:right;font-variant-numeric:tabular-nums}
+.aq-static-charts{display:flex;flex-wrap:wrap;gap:24px}
+body.aq-widgets-ready .aq-static{display:none}
+body.aq-widgets-ready .aq-hint#aq-hint{display:block}
+.aq-export{display:none !important}
+.aq-widgets .widget-subarea{max-width:100%}
+"""
+
+# True once the dashboard is drawn: not loading, tiles filled, both charts with their
+# axes' ticks and one bar group per bucket / per model (zero counts draw empty bars).
+DRAWN_JS = """
+(expect) => {
+  const root = document.querySelector('.aq-dashboard');
+  if (!root || root.classList.contains('aq-loading')) return false;
+  const total = root.querySelector('.aq-tile-total-requests .aq-tile-value');
+  if (!total || total.textContent.trim() === '' || total.textContent.trim() === '\u2014') return false;
+  for (const [css, n] of [['.aq-timeseries', expect.timeseries], ['.aq-models', expect.models]]) {
+    const chart = root.querySelector(css);
+    if (!chart || !chart.querySelector('svg g.axis .tick')) return false;
+    if (chart.querySelectorAll('g.bargroup').length < n) return false;
+  }
+  return true;
+}
+"""
+
+
+def drawn_expectation(usage: Usage) -> dict[str, int]:
+    return {"timeseries": len(usage.timeseries), "models": len(usage.models)}
+
+
+def _ready_js(usage: Usage) -> str:
+    """Marks the offline page once the widget manager has drawn the dashboard, which
+    hides the static copy; if drawing fails the static copy stays."""
+    return (
+        "(function () {\n"
+        f"  var drawn = {DRAWN_JS.strip()};\n"
+        f"  var expect = {json.dumps(drawn_expectation(usage))};\n"
+        "  var tries = 0;\n"
+        "  var timer = setInterval(function () {\n"
+        "    tries += 1;\n"
+        "    if (drawn(expect)) { clearInterval(timer); document.body.classList.add('aq-widgets-ready'); }\n"
+        "    else if (tries > 1200) { clearInterval(timer); }\n"
+        "  }, 50);\n"
+        "})();"
+    )
+
+

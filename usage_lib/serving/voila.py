@@ -1,0 +1,167 @@
+"""The dashboard notebook under Voila: where the notebook and the configuration live
+(package data, so an installed package serves without a checkout), the hardening both
+deployment configurations share, and a Voila process to start, wait for and stop.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from usage_lib.errors import UsageError
+
+HERE = Path(__file__).resolve().parent
+NOTEBOOK = HERE / "usage_dashboard.ipynb"
+#: Holds `voila.py`, the whole Voila configuration (`--Voila.config_file_paths`).
+CONFIG_DIR = HERE / "voila_config"
+STARTUP_TIMEOUT_S = 60.0
+
+#: What the page may show and do, for Voila alone (voila_config/voila.py) and for Voila
+#: as a JupyterHub server extension (deploy/jupyterhub_config.py) alike.
+HARDENING: dict[str, object] = {
+    # The page is the widgets only: no code, no tracebacks (errors are shown by the
+    # dashboard as one readable line; tracebacks go to the server's log).
+    "VoilaConfiguration.strip_sources": True,
+    "VoilaConfiguration.show_tracebacks": False,
+    # No ?voila-template=... / ?voila-theme=... from the URL.
+    "VoilaConfiguration.allow_template_override": "NO",
+    "VoilaConfiguration.allow_theme_override": "NO",
+    # Serve no file next to the notebook (Voila serves images from there by default).
+    "VoilaConfiguration.file_allowlist": [],
+    # A closed page's kernel is culled after 10 idle minutes at the latest.
+    "MappingKernelManager.cull_idle_timeout": 600,
+    "MappingKernelManager.cull_interval": 60,
+    "MappingKernelManager.cull_connected": False,
+}
+
+
+def apply(config, options: Mapping[str, object]) -> None:
+    """Set ``"Section.name": value`` options on a traitlets config object."""
+    for key, value in options.items():
+        section, name = key.split(".")
+        setattr(getattr(config, section), name, value)
+
+
+def command_line(options: Mapping[str, object]) -> list[str]:
+    """The same options as command-line flags (``--Section.name=value``)."""
+    return [f"--{key}={_flag(value)}" for key, value in options.items()]
+
+
+def _flag(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(repr(item) for item in value) + "]"
+    return str(value)
+
+
+def voila_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "voila",
+        str(NOTEBOOK),
+        f"--Voila.config_file_paths={CONFIG_DIR}",
+        f"--Voila.ip={host}",
+        f"--Voila.port={port}",
+        "--Voila.port_retries=0",
+        "--no-browser",
+    ]
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def url_of(host: str, port: int) -> str:
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+
+@dataclass
+class VoilaProcess:
+    """A running Voila server of the dashboard notebook (`start`)."""
+
+    host: str
+    port: int
+    process: subprocess.Popen
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return url_of(self.host, self.port)
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> "VoilaProcess":
+        """Return once Voila accepts connections; `UsageError` if it stops or takes too long."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise UsageError("the Voila server stopped" + (": " + self._log_tail() if self.log else ""))
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise UsageError(f"the Voila server did not listen on port {self.port} within {timeout:.0f} s")
+
+    def _log_tail(self) -> str:
+        return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-5:])
+
+    def stop(self, timeout: float = 3.0) -> int:
+        """Stop Voila and its kernels: SIGTERM (Voila shuts its kernels down), SIGKILL
+        after `timeout` seconds. Returns Voila's exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.log is not None:
+            shutil.rmtree(self.log.parent, ignore_errors=True)
+        return self.process.returncode
+
+
+def start(env: Mapping[str, str], host: str = "127.0.0.1", port: int | None = None, *, quiet: bool = False) -> VoilaProcess:
+    """Start Voila on the dashboard notebook with `env` (`Settings.to_env`). Returns at
+    once: call `wait_ready()`, and `stop()` at the end. `quiet` sends its output to a log
+    file instead of the terminal."""
+    if not NOTEBOOK.is_file():
+        raise UsageError(f"the dashboard notebook is missing from the installed package: {NOTEBOOK}")
+    port = free_port() if port is None else port
+    log_path = None
+    output = None
+    if quiet:
+        log_path = Path(tempfile.mkdtemp(prefix="aqueduct-voila-")) / "voila.log"
+        output = open(log_path, "wb")
+    try:
+        process = subprocess.Popen(
+            voila_command(host, port),
+            cwd=NOTEBOOK.parent,
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT if quiet else None,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        if output is not None:
+            output.close()
+    return VoilaProcess(host=host, port=port, process=process, log=log_path)

@@ -1,0 +1,174 @@
+"""Where the data is, who is looking, and the view a page opens with: `Settings`.
+
+One object for every part that runs the dashboard: `usage-dashboard serve` writes it into
+the environment of Voila and its kernels (`to_env`), the served notebook reads it back
+(`from_env`), PDF/PNG capture and the tests do the same. The environment variables are
+named here and nowhere else.
+
+`Selection` (core) says *what* to look at (org, span, token, top, and the instant and
+clock); `Settings` says *where* (database, router config) and *as whom* (identity).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Mapping
+
+from usage_lib.core.spans import zone
+from usage_lib.core.usage import Selection, Usage, compute_usage, find_viewer
+from usage_lib.demo import DEMO_ADMIN_EMAIL, demo_paths
+from usage_lib.errors import UsageError
+from usage_lib.gateway.db import database_url, open_database
+from usage_lib.gateway.routerconfig import load_router_config
+
+ENV_DB_URL = "AQUEDUCT_DB_URL"
+ENV_ROUTER_CONFIG = "AQUEDUCT_ROUTER_CONFIG"
+ENV_TZ = "AQUEDUCT_TZ"
+ENV_NOW = "AQUEDUCT_NOW"
+ENV_IDENTITY = "AQUEDUCT_IDENTITY"
+ENV_IDENTITY_HEADER = "AQUEDUCT_IDENTITY_HEADER"
+ENV_VIEWER = "AQUEDUCT_VIEWER"
+ENV_DEMO = "AQUEDUCT_DEMO"
+#: Every variable `to_env` owns (and so removes when a setting is unset).
+ENV_NAMES = (ENV_DB_URL, ENV_ROUTER_CONFIG, ENV_TZ, ENV_NOW, ENV_IDENTITY, ENV_IDENTITY_HEADER, ENV_VIEWER, ENV_DEMO)
+
+IDENTITY_MODES = ("header", "jupyterhub", "fixed")
+DEFAULT_IDENTITY_HEADER = "X-Forwarded-Email"
+
+#: The demo database `make serve` builds, relative to the working directory.
+DEMO_DB = Path("demo") / "demo.sqlite3"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the data is and who is looking (see the module docstring).
+
+    `view` holds the time zone and as-of instant every selection of this page uses (and,
+    on a served page, what its URL asks for). `problems` are configuration mistakes found
+    by `from_env`, which the page shows instead of figures.
+    """
+
+    db_url: str
+    router_config: Path | None = None
+    #: Who is looking: "fixed" (`viewer`), "header" (a proxy's header) or "jupyterhub".
+    identity: str = "fixed"
+    identity_header: str = DEFAULT_IDENTITY_HEADER
+    viewer: str | None = None
+    view: Selection = field(default_factory=Selection)
+    #: The built-in demo database: an unset viewer is the demo's global admin.
+    demo: bool = False
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Settings":
+        """Settings from environment variables; never raises (mistakes go to `problems`).
+
+        An unset database URL means the demo database (``demo/demo.sqlite3`` under the
+        working directory or its parent) and its router config.
+        """
+        problems: list[str] = []
+        raw_url = env.get(ENV_DB_URL, "").strip()
+        router = Path(env[ENV_ROUTER_CONFIG]) if env.get(ENV_ROUTER_CONFIG, "").strip() else None
+        demo = not raw_url or env.get(ENV_DEMO) == "1"
+        if raw_url:
+            url = database_url(raw_url)
+        else:
+            demo_db = default_demo_db()
+            url, demo_router = demo_paths(demo_db.resolve())
+            router = router or demo_router
+            if not demo_db.exists():
+                problems.append(f"demo database not found at {demo_db}: run `usage-dashboard demo` (or `make serve`) first")
+        identity = env.get(ENV_IDENTITY, "").strip().lower() or "fixed"
+        if identity not in IDENTITY_MODES:
+            problems.append(f"{ENV_IDENTITY} must be one of {', '.join(IDENTITY_MODES)}, not {identity!r}")
+        now = None
+        if env.get(ENV_NOW, "").strip():
+            try:
+                now = datetime.fromisoformat(env[ENV_NOW].strip())
+            except ValueError:
+                problems.append(f"{ENV_NOW} is not an ISO 8601 time: {env[ENV_NOW]!r}")
+        viewer = env.get(ENV_VIEWER, "").strip() or (DEMO_ADMIN_EMAIL if demo else None)
+        return cls(
+            db_url=url,
+            router_config=router,
+            identity=identity,
+            identity_header=env.get(ENV_IDENTITY_HEADER, "").strip() or DEFAULT_IDENTITY_HEADER,
+            viewer=viewer,
+            view=Selection(tz=env.get(ENV_TZ, "").strip() or "UTC", now=now),
+            demo=demo,
+            problems=tuple(problems),
+        )
+
+    def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """`base` (e.g. `os.environ`) with this object's variables set, and those it leaves
+        unset removed, so that `Settings.from_env(settings.to_env(...))` gives it back."""
+        env = {key: value for key, value in (base or {}).items() if key not in ENV_NAMES}
+        values = {
+            ENV_DB_URL: self.db_url,
+            ENV_ROUTER_CONFIG: str(self.router_config.resolve()) if self.router_config else None,
+            ENV_TZ: self.view.tz,
+            ENV_NOW: self._aware_now().isoformat() if self.view.now is not None else None,
+            ENV_IDENTITY: self.identity,
+            ENV_IDENTITY_HEADER: self.identity_header if self.identity == "header" else None,
+            ENV_VIEWER: self.viewer,
+            ENV_DEMO: "1" if self.demo else None,
+        }
+        env.update({key: value for key, value in values.items() if value is not None})
+        return env
+
+    def _aware_now(self) -> datetime:
+        now = self.view.now
+        return now if now.tzinfo is not None else now.replace(tzinfo=zone(self.view.tz))
+
+    def select(self, **changes) -> Selection:
+        """`view` with some of org, span, token or top changed: a selection on this page's
+        clock (time zone and as-of instant)."""
+        return dataclasses.replace(self.view, **changes)
+
+    def check(self) -> None:
+        """Raise `UsageError` (one line) unless the database opens, the router config
+        loads, the zone exists and a fixed viewer is a gateway user who may look: what a
+        server checks before it starts, rather than on every page."""
+        if self.problems:
+            raise UsageError("; ".join(self.problems))
+        if self.identity == "fixed" and not self.viewer:
+            raise UsageError(f"who is looking? give --viewer EMAIL_OR_USERNAME (or {ENV_VIEWER}), "
+                             f"or set {ENV_IDENTITY}=header|jupyterhub")
+        self.models()
+        zone(self.view.tz)
+        db = open_database(self.db_url)
+        try:
+            if self.identity == "fixed":
+                find_viewer(db, self.viewer)
+        finally:
+            db.close()
+
+    def models(self) -> tuple[str, ...] | None:
+        """The router config's model names; None without one (every request counts)."""
+        return load_router_config(self.router_config) if self.router_config else None
+
+    def compute(self, selection: Selection | None = None, viewer: str | None = None) -> Usage:
+        """One view in one call: open the database, compute, close.
+
+        `selection` defaults to `view` (see `select`); `viewer` to the fixed viewer.
+        """
+        selection = selection or self.view
+        viewer = viewer or self.viewer
+        if not viewer:
+            raise UsageError(f"no viewer: give one, or set {ENV_VIEWER}")
+        models = self.models()
+        db = open_database(self.db_url)
+        try:
+            return compute_usage(db, viewer, selection, models=models)
+        finally:
+            db.close()
+
+
+def default_demo_db() -> Path:
+    """The demo database: ``demo/demo.sqlite3`` under the working directory, else under
+    its parent (a notebook in ``notebooks/`` runs one level down)."""
+    candidates = [DEMO_DB, Path("..") / DEMO_DB]
+    return next((path for path in candidates if path.exists()), candidates[0])
