@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.support.gateway import GatewayBuilder, build_tiny_org
-from usage_lib.cli import db_url
+from usage_lib.gateway.db import database_url as db_url
 
 NOW = "2026-11-24T12:00:00+00:00"
 ACME = 1 + (2 + 64 + 512 + 1024) + 4
@@ -88,8 +88,8 @@ def test_text_report_shows_every_figure(tiny_url):
     result = run("report", "--db", tiny_url.url, "--now", NOW, "--viewer", "ursula")
     assert result.returncode == 0
     out = result.stdout
-    assert "Total requests" in out and f"{1 + 4 + 64:,}" in out
-    assert "Avg resp (completion)" in out and "100.0 ms" in out
+    assert "Total Requests" in out and f"{1 + 4 + 64:,}" in out
+    assert "Avg Resp Time (Completion)" in out and "100.0 ms" in out
     assert "ml-bot" in out
 
 

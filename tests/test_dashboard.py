@@ -17,7 +17,10 @@ from tests.support.dashboard import DEMO_NOW
 from tests.support.gateway import GatewayBuilder, build_tiny_org
 from usage_lib.render import formatting
 from usage_lib.cli import main as cli_main
-from usage_lib.ui.dashboard import TILES, Dashboard, DashboardConfig, config_from_environment
+from usage_lib.render.labels import TILES
+from usage_lib.serving.page import page_from_env
+from usage_lib.settings import Settings
+from usage_lib.ui.dashboard import Dashboard
 from usage_lib.demo import DEMO_ADMIN_EMAIL, DEMO_ORG_ADMIN_EMAIL, DEMO_USER_EMAIL
 from usage_lib.errors import UsageError
 from usage_lib.core.usage import Selection, compute_usage
@@ -232,12 +235,12 @@ def test_unknown_viewer_and_bad_configuration_show_a_message(dashboard_config):
         assert "unknown viewer 'nobody@example.org'" in dashboard.error
     finally:
         dashboard.close()
-    config = config_from_environment({"AQUEDUCT_DB_URL": "sqlite:////nonexistent/gateway.sqlite3", "AQUEDUCT_NOW": "noon"})
-    assert "AQUEDUCT_NOW" in config.problem and "AQUEDUCT_VIEWER" in config.problem
-    dashboard = Dashboard(config)
+    page = page_from_env({"AQUEDUCT_DB_URL": "sqlite:////nonexistent/gateway.sqlite3", "AQUEDUCT_NOW": "noon"})
+    assert "AQUEDUCT_NOW" in page.problem and "AQUEDUCT_VIEWER" in page.problem
+    dashboard = Dashboard(page.settings, viewer=page.viewer, problem=page.problem)
     dashboard.refresh()
     assert "AQUEDUCT_NOW is not an ISO 8601 time" in dashboard.error
-    dashboard = Dashboard(replace(config, problem=None, viewer=DEMO_ADMIN_EMAIL))
+    dashboard = Dashboard(replace(page.settings, problems=()), viewer=DEMO_ADMIN_EMAIL)
     dashboard.refresh()
     assert dashboard.error == "database file not found: /nonexistent/gateway.sqlite3"
 
@@ -251,23 +254,33 @@ def test_configuration_from_the_environment(demo_gateway):
         "AQUEDUCT_NOW": "2026-11-24T13:00:00+01:00",
         "QUERY_STRING": "org=all&span=1w&top=25&viewer=root",
     }
-    config = config_from_environment(env)
-    assert config.db_url == demo_gateway.url
-    assert config.router_config == demo_gateway.router_config
-    assert config.viewer == DEMO_USER_EMAIL and not config.demo and config.problem is None
-    assert config.tz == "Europe/Vienna" and config.now == DEMO_NOW
-    assert (config.selection.org, config.selection.span, config.selection.top) == ("all", "1w", "25")
+    page = page_from_env(env)
+    settings = page.settings
+    assert settings.db_url == demo_gateway.url
+    assert settings.router_config == demo_gateway.router_config
+    assert page.viewer == DEMO_USER_EMAIL and not settings.demo and page.problem is None
+    assert settings.view.tz == "Europe/Vienna" and settings.view.now == DEMO_NOW
+    assert (page.selection.org, page.selection.span, page.selection.top) == ("all", "1w", "25")
 
-    demo = config_from_environment({})
+    demo = Settings.from_env({})
     assert demo.demo and demo.viewer == DEMO_ADMIN_EMAIL
     assert demo.db_url.endswith("demo/demo.sqlite3") and demo.router_config.name == "demo-router.yaml"
-    assert config_from_environment({"AQUEDUCT_DB_URL": demo_gateway.url}).viewer is None
+    assert page_from_env({"AQUEDUCT_DB_URL": demo_gateway.url}).viewer is None
+
+
+def test_settings_survive_the_environment(demo_gateway):
+    """What `serve` and capture hand to Voila's kernels is what the page reads back."""
+    settings = Settings(db_url=demo_gateway.url, router_config=demo_gateway.router_config, identity="header",
+                        identity_header="X-Auth-User", view=Selection(tz="Europe/Vienna", now=DEMO_NOW))
+    env = settings.to_env({"AQUEDUCT_VIEWER": "stale@example.org", "AQUEDUCT_DEMO": "1", "PATH": "/bin"})
+    assert env["PATH"] == "/bin" and "AQUEDUCT_VIEWER" not in env and "AQUEDUCT_DEMO" not in env
+    assert Settings.from_env(env) == settings
 
 
 def test_only_a_page_served_by_voila_follows_the_address(demo_gateway):
     env = {"AQUEDUCT_DB_URL": demo_gateway.url, "AQUEDUCT_VIEWER": DEMO_USER_EMAIL}
-    assert not config_from_environment(env).follow_address  # JupyterLab's address is its own
-    assert config_from_environment({**env, "VOILA_BASE_URL": "/"}).follow_address
+    assert not page_from_env(env).follow_address  # JupyterLab's address is its own
+    assert page_from_env({**env, "VOILA_BASE_URL": "/"}).follow_address
 
 
 def test_sorting_keeps_the_rank_by_requests(open_dashboard):
@@ -477,8 +490,8 @@ def test_no_user_id_column_is_noticed(tmp_path):
     builder = GatewayBuilder(f"sqlite:///{tmp_path / 'old.sqlite3'}", user_id_column=False)
     tiny = build_tiny_org(builder)
     builder.close()
-    config = DashboardConfig(db_url=tiny.url, viewer="root@example.org", now=datetime(2026, 11, 24, 12, tzinfo=timezone.utc))
-    dashboard = Dashboard(config)
+    settings = Settings(db_url=tiny.url, viewer="root@example.org", view=Selection(now=datetime(2026, 11, 24, 12, tzinfo=timezone.utc)))
+    dashboard = Dashboard(settings)
     try:
         dashboard.refresh()
         assert dashboard.error is None
@@ -490,8 +503,8 @@ def test_no_user_id_column_is_noticed(tmp_path):
 
 def test_dashboard_on_both_backends(gateway_db):
     tiny = build_tiny_org(gateway_db())
-    config = DashboardConfig(db_url=tiny.url, viewer="olga@example.org", now=datetime(2026, 11, 24, 12, tzinfo=timezone.utc))
-    dashboard = Dashboard(config)
+    settings = Settings(db_url=tiny.url, viewer="olga@example.org", view=Selection(now=datetime(2026, 11, 24, 12, tzinfo=timezone.utc)))
+    dashboard = Dashboard(settings)
     try:
         dashboard.refresh()
         assert dashboard.error is None
@@ -502,38 +515,31 @@ def test_dashboard_on_both_backends(gateway_db):
         dashboard.close()
 
 
-def test_serve_environment_checks_before_starting(demo_gateway, tmp_path):
-    import argparse
+def test_serve_checks_its_settings_before_starting(demo_gateway, tmp_path):
+    from usage_lib.serving.voila import CONFIG_DIR, voila_command
 
-    from usage_lib.serving.serve import dashboard_environment, voila_command
-
-    args = argparse.Namespace(db=str(demo_gateway.path), router_config=demo_gateway.router_config,
-                              viewer=DEMO_USER_EMAIL, tz="Europe/Vienna", port=8866, host="127.0.0.1")
-    env = dashboard_environment(args, base={"AQUEDUCT_DEMO": "1"})
-    assert env["AQUEDUCT_DB_URL"] == demo_gateway.url and env["AQUEDUCT_VIEWER"] == DEMO_USER_EMAIL
-    assert env["AQUEDUCT_TZ"] == "Europe/Vienna" and "AQUEDUCT_DEMO" not in env
+    settings = Settings(db_url=demo_gateway.url, router_config=demo_gateway.router_config,
+                        viewer=DEMO_USER_EMAIL, view=Selection(tz="Europe/Vienna"))
+    settings.check()
     command = voila_command("127.0.0.1", 8866)
-    assert any(part.startswith("--Voila.config_file_paths=") and part.endswith("deploy") for part in command)
+    assert f"--Voila.config_file_paths={CONFIG_DIR}" in command and (CONFIG_DIR / "voila.py").is_file()
     assert "--Voila.port=8866" in command and "--Voila.ip=127.0.0.1" in command
 
     with pytest.raises(UsageError, match="who is looking"):
-        dashboard_environment(replace_ns(args, viewer=None), base={})
+        replace(settings, viewer=None).check()
     with pytest.raises(UsageError, match="unknown time zone"):
-        dashboard_environment(replace_ns(args, tz="Mars/Olympus"), base={})
+        replace(settings, view=Selection(tz="Mars/Olympus")).check()
     with pytest.raises(UsageError, match="database file not found"):
-        dashboard_environment(replace_ns(args, db=str(tmp_path / "missing.sqlite3")), base={})
-
-
-def replace_ns(namespace, **changes):
-    import argparse
-
-    return argparse.Namespace(**{**vars(namespace), **changes})
+        replace(settings, db_url=f"sqlite:///{tmp_path / 'missing.sqlite3'}").check()
+    with pytest.raises(UsageError, match="unknown viewer 'carl@acme.example'"):
+        replace(settings, viewer="carl@acme.example").check()
 
 
 def test_time_axis_in_a_zone_across_the_autumn_dst_change(open_dashboard, dashboard_config):
     # 2026-10-25 in Vienna: 02:00-03:00 happens twice; the 1d window holds 25 hourly buckets.
     now = datetime(2026, 10, 25, 12, 0, tzinfo=timezone.utc)
-    config = replace(dashboard_config(DEMO_ADMIN_EMAIL), tz="Europe/Vienna", now=now)
+    config = dashboard_config(DEMO_ADMIN_EMAIL)
+    config = replace(config, view=replace(config.view, tz="Europe/Vienna", now=now))
     dashboard = Dashboard(config, Selection(org="all", span="1d"))
     try:
         dashboard.refresh()

@@ -11,13 +11,14 @@ import pytest
 from tornado.httputil import HTTPHeaders
 from tornado.web import HTTPError
 
-from tests.support import REPO_ROOT
-
 from usage_lib.serving import identity
 from usage_lib.errors import UsageError
 from usage_lib.core.usage import Selection
 from usage_lib.core.urlstate import query_for, selection_from_query
+from usage_lib.serving.voila import CONFIG_DIR
 from usage_lib.serving.voila_hooks import may_preheat, prelaunch_hook
+from usage_lib.settings import Settings
+from usage_lib.demo import DEMO_ADMIN_EMAIL
 
 
 @pytest.fixture(autouse=True)
@@ -38,30 +39,37 @@ def test_malformed_identities_are_refused(value):
     assert identity.clean_identity(value) is None
 
 
+def viewer_of(env: dict[str, str]) -> str:
+    return identity.resolve_viewer(Settings.from_env(env), env)
+
+
 def test_header_mode_needs_the_trusted_value_and_ignores_env_viewer():
     env = {"AQUEDUCT_IDENTITY": "header", "AQUEDUCT_VIEWER": "root"}
     with pytest.raises(identity.SignInRequired):
-        identity.resolve_viewer_name(env)
+        viewer_of(env)
     identity.trust_viewer("ursula@example.org")
-    assert identity.resolve_viewer_name(env) == "ursula@example.org"
+    assert viewer_of(env) == "ursula@example.org"
 
 
 def test_jupyterhub_mode_uses_the_hub_user():
-    assert identity.resolve_viewer_name({"AQUEDUCT_IDENTITY": "jupyterhub", "JUPYTERHUB_USER": "ursula"}) == "ursula"
+    assert viewer_of({"AQUEDUCT_IDENTITY": "jupyterhub", "JUPYTERHUB_USER": "ursula"}) == "ursula"
     with pytest.raises(identity.SignInRequired):
-        identity.resolve_viewer_name({"AQUEDUCT_IDENTITY": "jupyterhub"})
+        viewer_of({"AQUEDUCT_IDENTITY": "jupyterhub"})
 
 
 def test_fixed_mode_uses_the_configured_viewer_and_demo_admin_only_in_demo_mode():
-    assert identity.resolve_viewer_name({"AQUEDUCT_VIEWER": "olga"}, demo_viewer="root") == "olga"
-    assert identity.resolve_viewer_name({"AQUEDUCT_DEMO": "1"}, demo_viewer="root") == "root"
+    gateway = {"AQUEDUCT_DB_URL": "sqlite:///gateway.sqlite3"}
+    assert viewer_of({**gateway, "AQUEDUCT_VIEWER": "olga"}) == "olga"
+    assert viewer_of({**gateway, "AQUEDUCT_DEMO": "1"}) == DEMO_ADMIN_EMAIL
     with pytest.raises(identity.SignInRequired):
-        identity.resolve_viewer_name({}, demo_viewer="root")
+        viewer_of(gateway)
 
 
 def test_unknown_identity_mode_is_an_error():
-    with pytest.raises(UsageError, match="AQUEDUCT_IDENTITY"):
-        identity.identity_config({"AQUEDUCT_IDENTITY": "cookie"})
+    env = {"AQUEDUCT_IDENTITY": "cookie", "AQUEDUCT_VIEWER": "olga"}
+    assert any("AQUEDUCT_IDENTITY" in problem for problem in Settings.from_env(env).problems)
+    with pytest.raises(UsageError, match="unknown identity source"):
+        viewer_of(env)
 
 
 def hook_request(headers: dict[str, str] | list[tuple[str, str]]):
@@ -95,7 +103,7 @@ def test_hook_inserts_the_viewer_as_a_first_cell(monkeypatch):
     assert len(nb.cells) == 2
     namespace: dict = {}
     exec(nb.cells[0].source, namespace)
-    assert identity.resolve_viewer_name({"AQUEDUCT_IDENTITY": "header"}) == "ursula@example.org"
+    assert viewer_of({"AQUEDUCT_IDENTITY": "header"}) == "ursula@example.org"
 
 
 def test_hook_does_nothing_outside_header_mode(monkeypatch):
@@ -115,7 +123,7 @@ def load_voila_config(monkeypatch, mode: str):
 
     monkeypatch.setenv("AQUEDUCT_IDENTITY", mode)
     config = Config()
-    exec((REPO_ROOT / "deploy" / "voila.py").read_text(), {"get_config": lambda: config})
+    exec((CONFIG_DIR / "voila.py").read_text(), {"get_config": lambda: config})
     return config.VoilaConfiguration
 
 

@@ -5,7 +5,7 @@ Fixtures
 ``demo_gateway`` (session): a `DemoGateway` (SQLite demo database, its router config and
     the fixed as-of time `DEMO_NOW`), built once per session in a temporary directory.
 ``dashboard_config`` (function): a factory ``dashboard_config(viewer, **changes)`` giving a
-    `DashboardConfig` on that database at `DEMO_NOW`.
+    `Settings` on that database at `DEMO_NOW`.
 
 nbval
 -----
@@ -59,20 +59,18 @@ def demo_gateway(tmp_path_factory) -> DemoGateway:
 
 @pytest.fixture
 def dashboard_config(demo_gateway):
-    from usage_lib.ui.dashboard import DashboardConfig
     from usage_lib.core.usage import Selection
+    from usage_lib.settings import Settings
 
-    def make(viewer: str, **changes) -> DashboardConfig:
-        config = DashboardConfig(
+    def make(viewer: str, **changes) -> Settings:
+        settings = Settings(
             db_url=demo_gateway.url,
             router_config=demo_gateway.router_config,
             viewer=viewer,
-            tz="UTC",
-            now=DEMO_NOW,
-            selection=Selection(tz="UTC", now=DEMO_NOW),
+            view=Selection(tz="UTC", now=DEMO_NOW),
             demo=True,
         )
-        return replace(config, **changes)
+        return replace(settings, **changes)
 
     return make
 

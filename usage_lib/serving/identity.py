@@ -21,7 +21,7 @@ import re
 from typing import Mapping
 
 from usage_lib.errors import UsageError
-from usage_lib.settings import ENV_VIEWER, Settings
+from usage_lib.settings import ENV_VIEWER, IDENTITY_MODES, Settings
 
 #: Set by JupyterHub in a single-user server's environment.
 ENV_HUB_USER = "JUPYTERHUB_USER"
@@ -57,7 +57,9 @@ def trust_viewer(viewer: str) -> None:
 
 def resolve_viewer(settings: Settings, env: Mapping[str, str]) -> str:
     """The viewer of this kernel's dashboard, as `settings.identity` says (`env` holds
-    JupyterHub's variables)."""
+    JupyterHub's variables). An unknown source lets nobody in."""
+    if settings.identity not in IDENTITY_MODES:
+        raise SignInRequired(f"sign-in required: unknown identity source {settings.identity!r}")
     if settings.identity == "header":
         if _trusted_viewer is None:
             raise SignInRequired(f"sign-in required: no {settings.identity_header} header from the proxy")
