@@ -13,7 +13,7 @@
 
 from pathlib import Path
 
-from usage_lib.serving.voila import HARDENING, NOTEBOOK, command_line
+from usage_lib.serving.voila_process import HARDENING, NOTEBOOK, command_line
 from usage_lib.settings import ENV_DB_URL, ENV_IDENTITY, ENV_ROUTER_CONFIG, ENV_TZ
 
 c = get_config()  # noqa: F821  (provided by JupyterHub)

@@ -516,7 +516,7 @@ def test_dashboard_on_both_backends(gateway_db):
 
 
 def test_serve_checks_its_settings_before_starting(demo_gateway, tmp_path):
-    from usage_lib.serving.voila import CONFIG_DIR, voila_command
+    from usage_lib.serving.voila_process import CONFIG_DIR, voila_command
 
     settings = Settings(db_url=demo_gateway.url, router_config=demo_gateway.router_config,
                         viewer=DEMO_USER_EMAIL, view=Selection(tz="Europe/Vienna"))

@@ -15,7 +15,7 @@ from usage_lib.serving import identity
 from usage_lib.errors import UsageError
 from usage_lib.core.usage import Selection
 from usage_lib.core.urlstate import query_for, selection_from_query
-from usage_lib.serving.voila import CONFIG_DIR
+from usage_lib.serving.voila_process import CONFIG_DIR
 from usage_lib.serving.voila_hooks import may_preheat, prelaunch_hook
 from usage_lib.settings import Settings
 from usage_lib.demo import DEMO_ADMIN_EMAIL

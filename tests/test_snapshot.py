@@ -20,14 +20,20 @@ from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
+import os
+
 import numpy as np
 import pytest
 
 from tests.support import unavailable
 from tests.support.gateway import NOW, GatewayBuilder, build_tiny_org, sqlite_url
 from usage_lib import snapshot
-from usage_lib.cli import build_parser, compute_from, main
+from usage_lib.cli import main
+from usage_lib.core.usage import Selection
 from usage_lib.errors import UsageError
+from usage_lib.render.files import ZIP_NAMES, top_csv
+from usage_lib.serving import capture, voila_process
+from usage_lib.settings import Settings
 
 # role -> (viewer, --org): root is the tiny org's global admin (All orgs), ursula a
 # standard user of Acme (her own token, her team's service account, her email).
@@ -58,8 +64,11 @@ def argv(tiny, role: str, out: Path) -> list[str]:
             "--now", NOW.isoformat(), "--out", str(out)] + (["--org", org] if org else [])
 
 
-def args_for(tiny, role: str, out: Path):
-    return build_parser().parse_args(argv(tiny, role, out))
+def settings_for(tiny, role: str) -> tuple[Settings, Selection]:
+    """What the command line makes of `argv(tiny, role, ...)`."""
+    viewer, org = ROLES[role]
+    settings = Settings(db_url=tiny.url, router_config=tiny.router, viewer=viewer, view=Selection(now=NOW))
+    return settings, settings.select(org=org)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +76,49 @@ def reports(tiny):
     """role -> (the Usage, its JSON report) the files are checked against."""
     out = {}
     for role in ROLES:
-        usage = compute_from(args_for(tiny, role, tiny.folder / "unused.json"))
+        usage = Settings(db_url=tiny.url, router_config=tiny.router).compute(settings_for(tiny, role)[1], ROLES[role][0])
         out[role] = (usage, usage.to_json())
     return out
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def expected_figures(report: dict) -> dict:
+    """What the page (and the static copy) must show for `report`, written independently
+    of the exporter: tile texts, and per table row its rank, shown name and four counts."""
+    metrics = report["metrics"]
+    tiles = {key: count(value) for key, value in metrics.items() if not key.startswith("avg_")}
+    tiles.update({key: f"{value:,.1f} ms" for key, value in metrics.items() if key.startswith("avg_")})
+    rows = []
+    for row in report["top"]["rows"]:
+        name = row.get("service_account") or row["name"] or "N/A"
+        rows.append([str(row["rank"]), name] + [count(row[key]) for key in ("requests", "input_tokens", "output_tokens", "total_tokens")])
+    return {"tiles": tiles, "rows": rows}
+
+
+# What a drawn dashboard shows: the seven tiles' texts and the table's rows (cell texts).
+PAGE_FIGURES_JS = """
+() => {
+  const root = document.querySelector('.aq-dashboard');
+  const text = el => (el ? el.textContent.replace(/\\s+/g, ' ').trim() : null);
+  const tiles = {};
+  for (const tile of root.querySelectorAll('.aq-tile')) {
+    const key = Array.from(tile.classList).find(c => c.startsWith('aq-tile-') && c !== 'aq-tile-alert');
+    tiles[key.slice('aq-tile-'.length).replace(/-/g, '_')] = text(tile.querySelector('.aq-tile-value'));
+  }
+  const rows = Array.from(root.querySelectorAll('.aq-table .aq-row')).map(
+    row => Array.from(row.querySelectorAll('.aq-td')).map(cell => text(cell.querySelector('.aq-name-text') || cell)));
+  return {tiles: tiles, rows: rows};
+}
+"""
+
+
+def shown_figures(page) -> dict:
+    shown = page.evaluate(PAGE_FIGURES_JS)
+    rows = sorted((row[:6] for row in shown["rows"]), key=lambda row: int(row[0]))
+    return {"tiles": shown["tiles"], "rows": rows}
 
 
 def test_the_two_roles_see_different_known_figures(reports):
@@ -136,8 +185,7 @@ def check_csv_files(files: dict[str, bytes], report: dict) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_csv_files_hold_the_report(tiny, reports, role):
     out = tiny.folder / f"{role}.csv"
-    assert snapshot.export_snapshot(args_for(tiny, role, out), out) == out
-    written = snapshot.written_files(out)
+    written = snapshot.export_snapshot(*settings_for(tiny, role), out)
     assert [p.name for p in written] == [f"{role}.csv", f"{role}.timeseries.csv", f"{role}.models.csv", f"{role}.summary.csv"]
     check_csv_files({p.name: p.read_bytes() for p in written}, reports[role][1])
 
@@ -145,22 +193,22 @@ def test_csv_files_hold_the_report(tiny, reports, role):
 @pytest.mark.parametrize("role", ROLES)
 def test_zip_holds_the_same_csv_files(tiny, reports, role):
     out = tiny.folder / f"{role}.zip"
-    snapshot.export_snapshot(args_for(tiny, role, out), out)
+    assert snapshot.export_snapshot(*settings_for(tiny, role), out) == [out]
     with zipfile.ZipFile(out) as archive:
-        assert archive.namelist() == list(snapshot.ZIP_NAMES)
+        assert archive.namelist() == list(ZIP_NAMES)
         files = {name: archive.read(name) for name in archive.namelist()}
     check_csv_files(files, reports[role][1])
-    assert files["top.csv"] == snapshot.snapshot_csv(reports[role][0])
+    assert files["top.csv"] == top_csv(reports[role][1])
 
 
 def test_csv_defuses_spreadsheet_formulas(reports):
-    data = snapshot.snapshot_csv(reports["user"][0]).decode()
+    data = top_csv(reports["user"][1]).decode()
     assert "'=HYPERLINK" in data and "\n=" not in data.replace("\r", "")
 
 
 def test_unknown_suffix_is_a_one_line_error(tiny, capsys):
     assert main(argv(tiny, "user", tiny.folder / "x.docx")) == 2
-    assert "use one of .html, .pdf, .png, .json, .csv" in capsys.readouterr().err
+    assert "use one of .html, .json, .csv, .zip, .txt, .pdf, .png" in capsys.readouterr().err
 
 
 # -- HTML -----------------------------------------------------------------------------
@@ -223,7 +271,7 @@ def test_html_file_holds_the_report(html_files, reports, role):
     embedded = re.search(r'<script type="application/json" id="aqueduct-usage-report">(.*?)</script>', page, re.S)
     assert json.loads(embedded.group(1)) == report
     # The static copy (readable without JavaScript) shows the page's texts.
-    assert static_figures(page) == snapshot.expected_figures(usage)
+    assert static_figures(page) == expected_figures(report)
     header = re.search(r'<header class="aq-snapshot-header".*?</header>', page, re.S).group(0)
     assert html.escape(report["scope"]["viewer"]) in header and "2026-11-24 12:00:00 (UTC)" in header
     # The charts' widget state holds the report's series.
@@ -253,7 +301,7 @@ def test_html_draws_offline_in_chromium(browser, html_files, reports, role, test
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.goto(path.as_uri())
         page.wait_for_function("() => document.body.classList.contains('aq-widgets-ready')", timeout=30_000)
-        snapshot.check_page_figures(page.evaluate(snapshot.PAGE_FIGURES_JS), usage)
+        assert shown_figures(page) == expected_figures(report)
         counts = page.evaluate("""() => ['.aq-timeseries', '.aq-models'].map(
             css => document.querySelectorAll(css + ' g.bargroup rect.bar').length)""")
         assert counts == [len(report["timeseries"]), len(report["models"])]
@@ -275,14 +323,13 @@ def page_servers(tiny):
     servers = {}
     try:
         for role in ROLES:
-            args = snapshot.pinned(args_for(tiny, role, tiny.folder / "x.pdf"))
-            servers[role] = snapshot.start_page_server(snapshot.page_env(args))
+            settings, selection = settings_for(tiny, role)
+            page = capture.page_settings(settings, settings.viewer)
+            servers[role] = voila_process.start(page.to_env(os.environ), quiet=True)
         for server in servers.values():
             server.wait_ready(90)
         yield servers
     finally:
-        for server in servers.values():
-            server.process.terminate()  # both shut down at once
         for server in servers.values():
             server.stop()
 
@@ -300,19 +347,24 @@ def test_pdf_and_png_of_the_live_page(browser, page_servers, tiny, reports, role
         unavailable("pypdf is needed to read the PDF snapshot (a test dependency)")
     usage, report = reports[role]
     pdf, png = test_output_dir / f"snapshot-{role}.pdf", test_output_dir / f"snapshot-{role}.png"
-    shown = snapshot.capture_page(args_for(tiny, role, pdf), [pdf, png], browser=browser, server=page_servers[role])
-    # capture_page checked the drawn page's tiles and table against these figures.
-    assert shown.to_json() == report
+    settings, selection = settings_for(tiny, role)
+    shown, files = capture.capture(settings, settings.viewer, selection, [".pdf", ".png"], browser=browser,
+                                   server=page_servers[role])
+    assert shown.data == report
+    pdf.write_bytes(files[".pdf"])
+    png.write_bytes(files[".png"])
 
     reader = PdfReader(str(pdf))
     assert len(reader.pages) == 1
     text = re.sub(r"\s+", "", reader.pages[0].extract_text())  # wrapped lines joined
-    figures = snapshot.expected_figures(usage)
+    figures = expected_figures(report)
     for value in figures["tiles"].values():
         assert value.replace(" ", "") in text, value
     for row in figures["rows"]:
         assert all(cell.replace(" ", "") in text for cell in row), row
     assert report["scope"]["viewer"] in text
+    # The snapshot's banner, not the live Export control.
+    assert "snapshot" in text.lower() and "Exported" in text and not re.search(r"Export(?!ed)", text)
 
     width, height = png_size(png.read_bytes())
     assert width == 1280 and height >= 700
@@ -323,12 +375,11 @@ def test_pdf_and_png_of_the_live_page(browser, page_servers, tiny, reports, role
 
 
 def test_export_control_offers_the_view_on_screen(tiny, reports, browser, tmp_path):
-    from usage_lib.ui.dashboard import Dashboard, DashboardConfig
+    from usage_lib.ui.dashboard import Dashboard
 
     usage, report = reports["user"]
-    args = args_for(tiny, "user", tmp_path / "x.html")
-    config = DashboardConfig(db_url=tiny.url, router_config=tiny.router, viewer=args.viewer, now=args.now)
-    dashboard = Dashboard(config)
+    settings, _selection = settings_for(tiny, "user")
+    dashboard = Dashboard(settings)
     try:
         dashboard.refresh()
         export = dashboard.export
@@ -336,7 +387,7 @@ def test_export_control_offers_the_view_on_screen(tiny, reports, browser, tmp_pa
         links = dict(re.findall(r'download="([^"]+)"[^>]*href="data:[^;]+(?:;charset=utf-8)?;base64,([^"]+)"', export.links.value))
         assert len(links) == 3, export.links.value
         files = {Path(name).suffix: base64.b64decode(data) for name, data in links.items()}
-        assert files[".csv"] == snapshot.snapshot_csv(usage)
+        assert files[".csv"] == top_csv(report)
         with zipfile.ZipFile(io.BytesIO(files[".zip"])) as archive:
             assert archive.read("top.csv") == files[".csv"]
         page = files[".html"].decode()

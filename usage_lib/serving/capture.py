@@ -25,7 +25,7 @@ from usage_lib.render.files import Report
 from usage_lib.render.offline_page import (
     DRAWN_JS, EXPORT_CLASS, HEADER_CSS, WHOLE_TEXT_CSS, drawn_expectation, header_html, page_title,
 )
-from usage_lib.serving import voila
+from usage_lib.serving import voila_process
 from usage_lib.settings import Settings
 
 CAPTURED = (".pdf", ".png")
@@ -169,7 +169,7 @@ def take(page, suffix: str) -> bytes:
 
 
 def capture(settings: Settings, viewer: str, selection: Selection, suffixes: Sequence[str], *,
-            browser=None, server: voila.VoilaProcess | None = None) -> tuple[Report, dict[str, bytes]]:
+            browser=None, server: voila_process.VoilaProcess | None = None) -> tuple[Report, dict[str, bytes]]:
     """The real dashboard page of `viewer` and `selection` (its `now` pinned), as each of
     `suffixes` (.pdf, .png): (the report it shows, {suffix: file content}).
 
@@ -180,7 +180,7 @@ def capture(settings: Settings, viewer: str, selection: Selection, suffixes: Seq
     with ExitStack() as stack:
         if server is None:
             pinned = dataclasses.replace(settings, view=selection)  # its zone and instant
-            server = voila.start(pinned.to_env(os.environ), quiet=True)
+            server = voila_process.start(pinned.to_env(os.environ), quiet=True)
             stack.callback(server.stop)
             server.wait_ready()
         if browser is None:

@@ -12,7 +12,7 @@ import os
 import signal
 
 from usage_lib.errors import UsageError
-from usage_lib.serving import voila
+from usage_lib.serving import voila_process
 from usage_lib.settings import Settings
 
 
@@ -27,9 +27,9 @@ def _raise_stop(_signum, _frame) -> None:
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8866) -> int:
     """Serve until Ctrl-C or SIGTERM; returns 0 after a requested stop."""
     settings.check()
-    if not voila.port_free(host, port):
+    if not voila_process.port_free(host, port):
         raise UsageError(f"port {port} on {host} is in use: stop what runs there or give --port")
-    server = voila.start(settings.to_env(os.environ), host, port)
+    server = voila_process.start(settings.to_env(os.environ), host, port)
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.wait_ready()

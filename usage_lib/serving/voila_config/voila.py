@@ -8,7 +8,7 @@ kernels inherit the server's.
 
 import os
 
-from usage_lib.serving.voila import HARDENING, apply
+from usage_lib.serving.voila_process import HARDENING, apply
 from usage_lib.serving.voila_hooks import may_preheat, prelaunch_hook
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
