@@ -74,7 +74,7 @@ def _free_port() -> int:
 def _expected(url: str, router_config: Path, now, org, span: str) -> tuple[dict[str, str], int]:
     """The tiles' texts and the number of time buckets for a view, from `compute_usage`."""
     from usage_lib import Selection, compute_usage, load_router_config, open_database
-    from usage_lib.ui.dashboard import TILES
+    from usage_lib.render.labels import TILES
 
     db = open_database(url)
     try:

@@ -25,7 +25,7 @@ import pytest
 from tests.support import REPO_ROOT
 from tests.support.dashboard import DEMO_NOW
 from usage_lib.cli import main as cli_main
-from usage_lib.ui.dashboard import ROLE_NAMES, TILES
+from usage_lib.render.labels import ROLE_NAMES, TILES
 from usage_lib.demo import DEMO_ADMIN_EMAIL, DEMO_ORG_ADMIN_EMAIL, DEMO_USER_EMAIL
 
 pytestmark = pytest.mark.browser
