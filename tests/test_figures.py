@@ -355,3 +355,38 @@ def test_json_report_follows_the_contract(one_token):
         "rank": 1, "id": token, "name": "main", "requests": 2, "input_tokens": 20, "output_tokens": 10,
         "total_tokens": 30, "owner_email": "root@example.org", "service_account": None, "can_open": True,
     }
+
+
+# --- the finer frames for analyses ------------------------------------------------------
+
+
+def test_breakdown_holds_requests_per_model_key_and_bucket(one_token):
+    g, token = one_token
+    other = g.token(g.user("olive", role="user", org=g.org("Other")), "other")
+    day = NOW - timedelta(days=1)
+    g.request(token, NOW - timedelta(days=3), count=1)
+    g.request(token, NOW - timedelta(days=3), model="claude", count=2)
+    g.request(other, NOW - timedelta(days=3), count=4)
+    g.request(token, day, count=8)
+    usage = usage_of(g, span="1w", org="all")
+    rows = {(row.model, int(row.key), row.bucket.date().isoformat()): row.requests
+            for row in usage.breakdown.itertuples()}
+    three_days_ago = (NOW - timedelta(days=3)).date().isoformat()
+    assert rows == {
+        ("gpt-4o", token, three_days_ago): 1,
+        ("claude", token, three_days_ago): 2,
+        ("gpt-4o", other, three_days_ago): 4,
+        ("gpt-4o", token, day.date().isoformat()): 8,
+    }
+    assert usage.key_kind == "token"
+
+
+def test_groups_hold_the_sums_per_model_and_key(one_token):
+    g, token = one_token
+    g.request(token, NOW - timedelta(hours=2), count=3, ms=100, input_tokens=7, output_tokens=1)
+    g.request(token, NOW - timedelta(hours=2), path="/v1/embeddings", model="embed-small", count=2, ms=40,
+              status=500, input_tokens=5, output_tokens=0)
+    groups = usage_of(g).groups.set_index("model")
+    assert groups.loc["gpt-4o", ["requests", "failed", "input_tokens", "output_tokens", "completion_ms_sum",
+                                 "completion_n"]].tolist() == [3, 0, 21, 3, 300, 3]
+    assert groups.loc["embed-small", ["requests", "failed", "embedding_ms_sum", "embedding_n"]].tolist() == [2, 2, 80, 2]

@@ -1,24 +1,39 @@
 """aqueduct-usage: the usage dashboard of the Aqueduct AI gateway, as a library.
 
-The flow is one way: configuration -> viewer and scope (`access`) -> SQL (`queries`)
--> result frames (`report`) -> widgets (`dashboard`) or files (`snapshot`).
+The data flows one way, each layer importing only those before it:
 
-For an analysis in a notebook::
+- `gateway`: the gateway's database, read-only (schema, connection, router config);
+- `core`: spans and buckets, who may see what (`access`), the three SQL statements of
+  a refresh (`queries`), and `compute_usage`, whose `Usage` holds every figure as
+  pandas DataFrames (raw request rows never leave the database);
+- `demo`: a demo gateway database;
+- `settings`: where the data is and who is looking (`Settings`, the environment);
+- `render`: the figures written for people: labels, JSON/CSV/zip/text files, the
+  offline HTML page;
+- `ui`: the live page as ipywidgets (dashboard, charts, table, Export control);
+- `serving`: the page served by Voila (identity, Voila process, PDF/PNG capture);
+- `snapshot`: the `snapshot` command's exports; `cli`: the `usage-dashboard` command.
 
-    from usage_lib import open_database, load_router_config, compute_usage
-    db = open_database("sqlite:///demo/demo.sqlite3")
-    usage = compute_usage(db, viewer="admin@acme.example", models=load_router_config(path))
-    usage.timeseries, usage.models, usage.top    # pandas DataFrames
+For an analysis in a notebook (see notebooks/analysis.ipynb)::
+
+    from usage_lib import Settings
+    settings = Settings(db_url="sqlite:///demo/demo.sqlite3", router_config="demo/demo-router.yaml",
+                        viewer="admin@acme.example")
+    usage = settings.compute(settings.select(org="all", span="1w"))
+    usage.timeseries, usage.models, usage.top     # what the page shows
+    usage.breakdown                              # requests per model, key and bucket
 """
 
+from usage_lib.core.usage import Selection, Usage, compute_usage
 from usage_lib.errors import UsageError
 from usage_lib.gateway.db import Database, open_database
 from usage_lib.gateway.routerconfig import load_router_config
-from usage_lib.core.usage import Selection, Usage, compute_usage
+from usage_lib.settings import Settings
 
 __all__ = [
     "Database",
     "Selection",
+    "Settings",
     "Usage",
     "UsageError",
     "compute_usage",

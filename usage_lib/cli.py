@@ -8,6 +8,7 @@ makes one library call. Errors a user can fix print as one line on stderr (exit 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from datetime import datetime
@@ -18,7 +19,6 @@ from usage_lib.core.spans import DEFAULT_SPAN, SPANS
 from usage_lib.core.usage import DEFAULT_TOP, TOP_CHOICES, Selection
 from usage_lib.demo import build_demo, demo_paths
 from usage_lib.errors import UsageError
-from usage_lib.gateway.db import database_url
 from usage_lib.render.files import Report, json_bytes
 from usage_lib.render.text import text
 from usage_lib.serving.serve import serve
@@ -48,7 +48,7 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> tuple[Settings, Selection]:
     view = Selection(tz=args.tz, now=args.now)
-    settings = Settings(db_url=database_url(args.db), router_config=args.router_config, viewer=args.viewer, view=view)
+    settings = Settings(db_url=args.db, router_config=args.router_config, viewer=args.viewer, view=view)
     return settings, settings.select(org=args.org, span=args.span, token=args.token, top=args.top)
 
 
@@ -64,10 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     settings, selection = _settings(args)
-    usage = settings.compute(selection)
-    for note in usage.fallbacks:
-        print(f"note: {note}", file=sys.stderr)
-    report = Report.of(usage)
+    report = Report.of(settings.compute(selection))  # a refused choice is noted by _Notes
     print(json_bytes(report.data).decode("utf-8") if args.format == "json" else text(report), end="\n" if args.format == "text" else "")
     return 0
 
@@ -131,8 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Notes(logging.Handler):
+    """The package's warnings, e.g. a choice the viewer may not make (`--org all` as an
+    org admin) and what is shown instead: one `note: ...` line each on stderr. (Without a
+    handler Python would print them bare, and a served page logs them to the server.)"""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"note: {record.getMessage()}", file=sys.stderr)  # sys.stderr as it is now
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    package_log = logging.getLogger("usage_lib")
+    notes = _Notes()
+    package_log.addHandler(notes)
     try:
         return args.run(args)
     except UsageError as exc:
@@ -140,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        package_log.removeHandler(notes)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,13 @@ class Settings:
     demo: bool = False
     problems: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # A plain SQLite path becomes a URL naming the same file from any directory
+        # (a kernel runs elsewhere); a router config given as text becomes a path.
+        object.__setattr__(self, "db_url", database_url(self.db_url))
+        if self.router_config is not None:
+            object.__setattr__(self, "router_config", Path(self.router_config))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
         """Settings from environment variables; never raises (mistakes go to `problems`).
@@ -74,7 +81,7 @@ class Settings:
         router = Path(env[ENV_ROUTER_CONFIG]) if env.get(ENV_ROUTER_CONFIG, "").strip() else None
         demo = not raw_url or env.get(ENV_DEMO) == "1"
         if raw_url:
-            url = database_url(raw_url)
+            url = raw_url
         else:
             demo_db = default_demo_db()
             url, demo_router = demo_paths(demo_db.resolve())

@@ -4,8 +4,8 @@
 2. `catalogue_statement`: every org and every token with owner, owner's org and service
    account (small tables), plus the distinct models of the request table when no router
    configuration is given.
-3. `usage_statement`: one pass over the request window, grouped by (model, key) with a
-   count per chart bucket, from which `report` derives every figure.
+3. `usage_query`: one pass over the request window, grouped by (model, key) with a
+   count per chart bucket, from which `usage.compute_usage` derives every figure.
 """
 
 from __future__ import annotations
@@ -208,7 +208,31 @@ def usage_query(
     window: Window,
     models: Sequence[str] | None,
 ) -> tuple[Select, dict[str, object]]:
-    """The usage statement (see `usage_statement`) and its parameters.
+    """The usage statement and its parameters: one pass over the window, counts and sums
+    per (model, key), and bucket counts.
+
+    The key is the token id, or the `user_id` when a token is selected below an org.
+    `models` restricts to the configured models; None counts every request.
+
+    Result columns: model, key, requests, failed, input_tokens, output_tokens,
+    completion_ms_sum, completion_n, embedding_ms_sum, embedding_n, then one column
+    `before_<i>` per bucket: the number of the group's requests stamped before the end
+    of bucket i (`window.edges[i]`), so bucket i holds `before_<i> - before_<i-1>`.
+
+    Two levels, for speed at millions of rows:
+
+    - the inner level reads each row of the window once and groups by plain columns
+      (model, key and the raw `path`): cheap to hash or sort, and PostgreSQL's
+      estimate of the number of groups comes from column statistics, so it plans a
+      small (and parallel) hash aggregate. Grouping by a CASE over the timestamp made
+      it expect one group per row and sort on disk.
+    - the outer level works on those few groups only: it classifies paths with the
+      same case-insensitive LIKE as before (once per group, not per row) and sums up.
+
+    PostgreSQL counts the buckets with one `count(*) FILTER (WHERE timestamp < edge)`
+    per edge; SQLite (no hash aggregation: it sorts) puts a bucket index (a balanced
+    CASE tree over the edges) into a small integer sort key with the model's position
+    in the configuration, and the outer level turns bucket indexes into those counts.
 
     The statement depends only on the shape of the request (dialect, number of buckets
     and models, kind of reach) and is built once per shape: building and hashing a new
@@ -240,44 +264,6 @@ def usage_query(
     if shape.token:
         params["token"] = scope.token.id
     return _usage_template(shape), params
-
-
-def usage_statement(
-    db: Database,
-    scope: Scope,
-    window: Window,
-    models: Sequence[str] | None,
-) -> Select:
-    """One pass over the window: counts and sums per (model, key), and bucket counts.
-
-    The key is the token id, or the `user_id` when a token is selected below an org.
-    `models` restricts to the configured models; None counts every request.
-
-    Result columns: model, key, requests, failed, input_tokens, output_tokens,
-    completion_ms_sum, completion_n, embedding_ms_sum, embedding_n, then one column
-    `before_<i>` per bucket: the number of the group's requests stamped before the end
-    of bucket i (`window.edges[i]`), so bucket i holds `before_<i> - before_<i-1>`.
-
-    Two levels, for speed at millions of rows:
-
-    - the inner level reads each row of the window once and groups by plain columns
-      (model, key and the raw `path`): cheap to hash or sort, and PostgreSQL's
-      estimate of the number of groups comes from column statistics, so it plans a
-      small (and parallel) hash aggregate. Grouping by a CASE over the timestamp made
-      it expect one group per row and sort on disk.
-    - the outer level works on those few groups only: it classifies paths with the
-      same case-insensitive LIKE as before (once per group, not per row) and sums up.
-
-    PostgreSQL counts the buckets with one `count(*) FILTER (WHERE timestamp < edge)`
-    per edge; SQLite (no hash aggregation: it sorts) puts a bucket index (a balanced
-    CASE tree over the edges) into a small integer sort key with the model's position
-    in the configuration, and the outer level turns bucket indexes into those counts.
-
-    This returns the statement with its values bound; `usage_query` returns the cached
-    statement and the values separately (what `report.compute_usage` executes).
-    """
-    statement, params = usage_query(db, scope, window, models)
-    return statement.params(params)
 
 
 def _timestamp_type(dialect: str):

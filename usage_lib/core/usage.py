@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, Literal, Sequence
 
@@ -86,6 +87,16 @@ class Usage:
     - `models`: model, requests, in display order.
     - `top`: rank, id, name, requests, input_tokens, output_tokens, total_tokens, and for
       tokens display_name, owner_email, service_account, is_service_account, can_open.
+
+    The finer frames every figure above is summed from (for analyses of your own):
+
+    - `groups`: one row per (model, key) with requests, failed, input_tokens,
+      output_tokens, and the response-time sums and counts of completions and
+      embeddings (averages: ``completion_ms_sum / completion_n``);
+    - `breakdown`: requests per (model, key, bucket), buckets without requests left out.
+
+    The key is the token id, or the `user_id` when a token is selected below an org
+    (`key_kind`). Both hold only what the viewer may see.
     """
 
     scope: Scope
@@ -97,8 +108,16 @@ class Usage:
     models: pd.DataFrame
     top_kind: Literal["org", "token", "user_id"]
     top: pd.DataFrame
+    groups: pd.DataFrame
+    key_kind: Literal["token", "user_id"]
+    #: Requests stamped before each bucket's end, one row per row of `groups`.
+    bucket_counts: np.ndarray = field(repr=False, compare=False)
     notices: tuple[str, ...] = field(default=())
     fallbacks: tuple[str, ...] = field(default=())
+
+    @cached_property
+    def breakdown(self) -> pd.DataFrame:
+        return _breakdown(self.groups, self.bucket_counts, self.window)
 
     def to_json(self) -> dict[str, Any]:
         """The documented report contract (README, "JSON report")."""
@@ -169,9 +188,10 @@ def _as_int(value: Any) -> int:
     return 0 if value is None else int(value)
 
 
-def _grouped_frame(rows: Sequence, buckets: int) -> tuple[pd.DataFrame, list[int]]:
-    """The usage statement's rows as a frame of sums per (model, key), and per chart
-    bucket the number of requests stamped before its end (summed over the rows).
+def _grouped_frame(rows: Sequence, buckets: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The usage statement's rows as a frame of sums per (model, key), and the matrix
+    (one row per group, one column per chart bucket) of requests stamped before each
+    bucket's end.
 
     Plain Python and numpy: a few thousand rows at most, and pandas' per-column type
     inference cost more than the SQL on small windows.
@@ -182,7 +202,10 @@ def _grouped_frame(rows: Sequence, buckets: int) -> tuple[pd.DataFrame, list[int
     data: dict[str, Any] = {"model": list(columns[0]), "key": list(columns[1])}
     for position, name in enumerate(SUMMED, start=2):
         data[name] = np.fromiter((_as_int(v) for v in columns[position]), dtype=np.int64, count=len(rows))
-    before = [sum(_as_int(v) for v in columns[position]) for position in range(len(GROUPED_COLUMNS), width)]
+    before = np.array(
+        [[_as_int(v) for v in columns[position]] for position in range(len(GROUPED_COLUMNS), width)],
+        dtype=np.int64,
+    ).reshape(buckets, len(rows)).T
     return pd.DataFrame(data), before
 
 
@@ -202,10 +225,26 @@ def _metrics(grouped: pd.DataFrame) -> Metrics:
     )
 
 
-def _timeseries(before: list[int], win: Window) -> pd.DataFrame:
+def _timeseries(before: np.ndarray, win: Window) -> pd.DataFrame:
     """Bucket i holds the requests before its end and not before the previous end."""
-    requests = [count - previous for count, previous in zip(before, [0, *before[:-1]])]
-    return pd.DataFrame({"bucket": list(win.starts), "requests": pd.Series(requests, dtype="int64")})
+    return pd.DataFrame({"bucket": list(win.starts), "requests": pd.Series(_per_bucket(before.sum(axis=0)), dtype="int64")})
+
+
+def _per_bucket(before: np.ndarray) -> np.ndarray:
+    """Counts before each bucket's end (last axis) -> counts in each bucket."""
+    return np.diff(before, axis=-1, prepend=0)
+
+
+def _breakdown(grouped: pd.DataFrame, before: np.ndarray, win: Window) -> pd.DataFrame:
+    """Requests per (model, key, bucket), buckets without requests left out."""
+    counts = _per_bucket(before)
+    group, bucket = np.nonzero(counts)
+    return pd.DataFrame({
+        "model": grouped["model"].to_numpy(dtype=object)[group],
+        "key": grouped["key"].to_numpy(dtype=object)[group],
+        "bucket": pd.Series([win.starts[i] for i in bucket], dtype=object if not len(bucket) else None),
+        "requests": counts[group, bucket].astype("int64"),
+    })
 
 
 def _models(grouped: pd.DataFrame, known: Sequence[str]) -> pd.DataFrame:
@@ -368,6 +407,9 @@ def compute_usage(
         models=_models(grouped, known),
         top_kind=kind,
         top=top,
+        groups=grouped,
+        key_kind="user_id" if kind == "user_id" and db.has_user_id else "token",
+        bucket_counts=before,
         notices=tuple(notices),
         fallbacks=selection_notes + scope.fallbacks,
     )
