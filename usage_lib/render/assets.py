@@ -168,7 +168,7 @@ def fetch(directory: Path | None = None, *, quiet: bool = False) -> Path:
                             fonts[match.group(1)] = base64.b64encode(data).decode()
     _write(directory / "fonts.json", json.dumps(fonts).encode())
     if not quiet:
-        print(f"offline_assets: {', '.join(a.spec for a in NPM_ASSETS)} -> {directory}")
+        print(f"assets: {', '.join(a.spec for a in NPM_ASSETS)} -> {directory}")
     return directory
 
 
@@ -265,11 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         if "--force" in argv or not _complete(directory):
             fetch(cache_dir(for_writing=True))
         else:
-            print(f"offline_assets: up to date in {directory}")
+            print(f"assets: up to date in {directory}")
         for name in WHEEL_BUNDLES:
             wheel_bundle(name)
     except UsageError as exc:
-        print(f"offline_assets: {exc}", file=sys.stderr)
+        print(f"assets: {exc}", file=sys.stderr)
         return 2
     return 0
 
