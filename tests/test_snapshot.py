@@ -409,3 +409,27 @@ def test_export_control_offers_the_view_on_screen(tiny, reports, browser, tmp_pa
         assert export.links.value == ""
     finally:
         dashboard.close()
+
+
+def test_without_the_offline_javascript_exports_fail_at_once_and_fetch_nothing(tiny, monkeypatch, tmp_path, capsys):
+    from usage_lib.ui.dashboard import Dashboard
+
+    marker = tmp_path / "npm-was-run"
+    npm = tmp_path / "npm"
+    npm.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    npm.chmod(0o755)
+    monkeypatch.setenv("AQUEDUCT_NPM", str(npm))
+    monkeypatch.setenv("AQUEDUCT_JS_CACHE", str(tmp_path / "empty-cache"))
+    dashboard = Dashboard(settings_for(tiny, "user")[0])
+    try:
+        dashboard.refresh()
+        dashboard.export.prepare()
+        assert "Export failed" in dashboard.export.links.value
+        assert "python -m usage_lib.render.assets" in dashboard.export.links.value
+    finally:
+        dashboard.close()
+    out = tmp_path / "x.html"
+    assert main(argv(tiny, "user", out)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "not installed" in error
+    assert not out.exists() and not marker.exists()
