@@ -74,6 +74,7 @@ def dashboard_view(settings: Settings, viewer: str, selection: Selection):
 def write_files(directory: Path, files: dict[str, bytes]) -> list[Path]:
     """Write `files` (name -> content) into `directory`, all or none."""
     partials: list[tuple[Path, Path]] = []
+    target = directory
     try:
         for name, data in files.items():
             target = directory / name
@@ -87,7 +88,8 @@ def write_files(directory: Path, files: dict[str, bytes]) -> list[Path]:
         for partial, target in partials:
             partial.replace(target)
     except OSError as exc:
-        raise UsageError(f"cannot write {exc.filename or directory}: {exc.strerror or exc}") from None
+        # Named as asked for, not by the hidden temporary name the error carries.
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         for partial, _target in partials:
             partial.unlink(missing_ok=True)
