@@ -10,9 +10,9 @@ Fixtures
 nbval
 -----
 Notebooks are collected with ``--nbval-lax`` (pyproject's addopts). Before a notebook's
-kernel starts, a demo database is built (once) and the notebook's environment variables
-(AQUEDUCT_DB_URL, AQUEDUCT_ROUTER_CONFIG, AQUEDUCT_VIEWER, AQUEDUCT_TZ, AQUEDUCT_NOW)
-point at it, only while nbval starts the kernel.
+kernel starts, a demo database is built (once) and the notebook's environment
+(`Settings.to_env`: database, router config, viewer, zone, as-of time) points at it,
+only while nbval starts the kernel.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ DEMO_NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 DEMO_REQUESTS = 20_000
 DEMO_SEED = 7
 
-NOTEBOOK_ENV = ("AQUEDUCT_DB_URL", "AQUEDUCT_ROUTER_CONFIG", "AQUEDUCT_VIEWER", "AQUEDUCT_TZ",
-                "AQUEDUCT_NOW", "AQUEDUCT_DEMO", "AQUEDUCT_IDENTITY", "QUERY_STRING")
 
 
 @dataclass(frozen=True)
@@ -87,21 +85,18 @@ def _is_notebook_item(item) -> bool:
 
 def notebook_environment() -> dict[str, str]:
     """The notebook's configuration: the demo gateway at DEMO_NOW, as its global admin."""
+    from usage_lib.core.usage import Selection
     from usage_lib.demo import DEMO_ADMIN_EMAIL
+    from usage_lib.settings import Settings
 
     if not _notebook_demo:
         directory = Path(tempfile.mkdtemp(prefix="aqueduct-nbval-"))
         _notebook_dir.append(directory)
         _notebook_demo.append(build_demo_gateway(directory))
     demo = _notebook_demo[0]
-    return {
-        "AQUEDUCT_DB_URL": demo.url,
-        "AQUEDUCT_ROUTER_CONFIG": str(demo.router_config),
-        "AQUEDUCT_VIEWER": DEMO_ADMIN_EMAIL,
-        "AQUEDUCT_TZ": "UTC",
-        "AQUEDUCT_NOW": DEMO_NOW.isoformat(),
-        "AQUEDUCT_DEMO": "1",
-    }
+    settings = Settings(db_url=demo.url, router_config=demo.router_config, viewer=DEMO_ADMIN_EMAIL,
+                        view=Selection(tz="UTC", now=DEMO_NOW), demo=True)
+    return settings.to_env()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -112,7 +107,9 @@ def pytest_runtest_setup(item):
     if not _is_notebook_item(item):
         yield
         return
-    saved = {name: os.environ.pop(name, None) for name in NOTEBOOK_ENV}
+    from usage_lib.settings import ENV_NAMES
+
+    saved = {name: os.environ.pop(name, None) for name in (*ENV_NAMES, "QUERY_STRING")}
     os.environ.update(notebook_environment())
     try:
         yield
