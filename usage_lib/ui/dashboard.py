@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import ipywidgets as widgets
+from IPython.display import display
 from ipywidgets.widgets.widget_string import HTMLStyle
 
 from usage_lib.core.spans import SPANS
@@ -452,8 +453,6 @@ def show_dashboard(settings: Settings, selection: Selection | None = None, *, fo
                    **kwargs) -> Dashboard:
     """Build the dashboard, refresh and display it. With `follow_address` (a page served
     by Voila) the browser's address follows the view."""
-    from IPython.display import display
-
     dashboard = Dashboard(settings, selection, **kwargs)
     dashboard.refresh()
     display(dashboard.widget)
