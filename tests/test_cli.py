@@ -115,3 +115,27 @@ def test_errors_are_one_line_without_traceback(tiny_url, args, message):
 def test_bad_span_is_refused_by_the_command_line(tiny_url):
     result = run("report", "--db", tiny_url.url, "--viewer", "root", "--span", "1m")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_text_report_writes_times_without_microseconds(tiny_url):
+    result = run("report", "--db", tiny_url.url, "--viewer", "root", "--span", "1h",
+                 "--now", "2026-11-24T12:00:00.123456+00:00")
+    assert result.returncode == 0, result.stderr
+    assert "as of 2026-11-24 12:00:00 (UTC)" in result.stdout
+    assert ".123456" not in result.stdout and "123456" not in result.stdout
+
+
+def test_snapshot_help_names_every_format():
+    result = run("snapshot", "--help")
+    for suffix in (".html", ".pdf", ".png", ".json", ".csv", ".zip"):
+        assert suffix in result.stdout, suffix
+
+
+def test_a_csv_snapshot_names_every_file_it_writes(tiny_url, tmp_path):
+    out = tmp_path / "week.csv"
+    result = run("snapshot", "--db", tiny_url.url, "--viewer", "root", "--now", NOW, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    written = [line.removeprefix("wrote ") for line in result.stdout.splitlines()]
+    names = ["week.csv", "week.timeseries.csv", "week.models.csv", "week.summary.csv"]
+    assert written == [str(tmp_path / name) for name in names]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)

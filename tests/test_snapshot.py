@@ -371,6 +371,22 @@ def test_pdf_and_png_of_the_live_page(browser, page_servers, tiny, reports, role
     assert png.stat().st_size > 30_000  # drawn, not a blank page
 
 
+def test_a_captured_page_says_it_is_a_snapshot(browser, page_servers, tiny, reports):
+    from usage_lib.render.files import Report
+
+    usage, report = reports["user"]
+    _settings, selection = settings_for(tiny, "user")
+    url = f"{page_servers['user'].url}?{capture.page_query(selection)}"
+    context, page = capture.open_dashboard(browser, url, Report.of(usage))
+    try:
+        assert page.title() == "Aqueduct usage: Acme, last 24 hours, as of 2026-11-24 12:00:00 (UTC)"
+        assert page.is_visible("#aq-snapshot-header") and "ursula" in page.inner_text("#aq-snapshot-header")
+        assert not page.is_visible(".aq-export-button")
+        assert shown_figures(page) == expected_figures(report)
+    finally:
+        context.close()
+
+
 # -- the Export control -----------------------------------------------------------------
 
 
