@@ -3,7 +3,7 @@ PYTHON      := .venv/bin/python
 PYTEST_ARGS ?= -q -ra
 ARGS        ?=
 
-.PHONY: setup system-packages test serve demo bench
+.PHONY: setup system-packages test serve demo report bench
 
 setup:
 	bash scripts/setup-env
@@ -19,6 +19,11 @@ serve: setup
 
 demo: setup
 	.venv/bin/usage-dashboard demo $(ARGS)
+
+# One view as text (or --format json); e.g. after `make serve` or `make demo`:
+#   make report ARGS="--db demo/demo.sqlite3 --router-config demo/demo-router.yaml --viewer carol@acme.example"
+report: setup
+	.venv/bin/usage-dashboard report $(ARGS)
 
 # Issue 6's benchmark (about 10 min once its databases exist; see docs/performance.md).
 bench: system-packages setup
