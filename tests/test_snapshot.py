@@ -427,14 +427,34 @@ def test_export_control_offers_the_view_on_screen(tiny, reports, browser, tmp_pa
         dashboard.close()
 
 
-def test_without_the_offline_javascript_exports_fail_at_once_and_fetch_nothing(tiny, monkeypatch, tmp_path, capsys):
+@pytest.fixture
+def registry(monkeypatch):
+    """A stand-in npm registry on 127.0.0.1 that serves nothing and records every request."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AQUEDUCT_NPM_REGISTRY", f"http://127.0.0.1:{server.server_port}")
+    yield asked
+    server.shutdown()
+    server.server_close()
+
+
+def test_without_the_offline_javascript_exports_fail_at_once_and_fetch_nothing(tiny, monkeypatch, tmp_path, capsys,
+                                                                               registry):
     from usage_lib.ui.dashboard import Dashboard
 
-    marker = tmp_path / "npm-was-run"
-    npm = tmp_path / "npm"
-    npm.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
-    npm.chmod(0o755)
-    monkeypatch.setenv("AQUEDUCT_NPM", str(npm))
     monkeypatch.setenv("AQUEDUCT_JS_CACHE", str(tmp_path / "empty-cache"))
     dashboard = Dashboard(settings_for(tiny, "user")[0])
     try:
@@ -448,4 +468,15 @@ def test_without_the_offline_javascript_exports_fail_at_once_and_fetch_nothing(t
     assert main(argv(tiny, "user", out)) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "not installed" in error
-    assert not out.exists() and not marker.exists()
+    assert not out.exists() and registry == []
+
+
+def test_the_setup_step_downloads_the_pinned_bundles_and_checks_them(monkeypatch, tmp_path, registry):
+    from usage_lib.render import assets
+
+    with pytest.raises(UsageError, match="could not download .*requirejs-2.3.8.tgz"):
+        assets.fetch(tmp_path / "cache", quiet=True)
+    assert registry == ["/requirejs/-/requirejs-2.3.8.tgz"]
+    assert assets.HTML_MANAGER.tarball == "@jupyter-widgets/html-manager/-/html-manager-1.0.15.tgz"
+    with pytest.raises(UsageError, match="does not match the pinned"):
+        assets._check_integrity("requirejs@2.3.8", b"not the tarball", assets.REQUIREJS.integrity)

@@ -10,8 +10,9 @@ network, so it inlines four AMD bundles. None of them is committed to this repos
 - bqplot's and bqscales' AMD bundles, shipped by the installed Python wheels under
   ``<sys.prefix>/share/jupyter/nbextensions/{bqplot,bqscales}/index.js``.
 
-The npm packages are fetched once with ``npm pack`` (exact versions, checked against
-the registry's sha512 integrity pinned below) into a cache directory outside git:
+The npm packages' tarballs are downloaded once from the npm registry over HTTPS (no npm
+needed; exact versions, checked against the registry's sha512 integrity pinned below;
+``$AQUEDUCT_NPM_REGISTRY`` names a mirror) into a cache directory outside git:
 
 1. ``$AQUEDUCT_JS_CACHE`` when set;
 2. else ``<sys.prefix>/share/aqueduct-usage/js`` (inside the virtualenv) when writable;
@@ -26,14 +27,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tarfile
-import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,8 @@ from jupyter_core.paths import jupyter_path
 from usage_lib.errors import UsageError
 
 ENV_CACHE = "AQUEDUCT_JS_CACHE"
-ENV_NPM = "AQUEDUCT_NPM"  # path of the npm executable, when not on PATH
+ENV_REGISTRY = "AQUEDUCT_NPM_REGISTRY"  # a mirror of the npm registry
+DEFAULT_REGISTRY = "https://registry.npmjs.org"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class NpmAsset:
     @property
     def spec(self) -> str:
         return f"{self.package}@{self.version}"
+
+    @property
+    def tarball(self) -> str:
+        """The tarball's path on the registry: ``<package>/-/<name>-<version>.tgz``."""
+        return f"{self.package}/-/{self.package.rsplit('/', 1)[-1]}-{self.version}.tgz"
 
     @property
     def cache_name(self) -> str:
@@ -113,59 +119,37 @@ def _complete(directory: Path) -> bool:
     ).is_file()
 
 
-def _npm() -> str:
-    npm = os.environ.get(ENV_NPM) or shutil.which("npm")
-    if not npm:
-        raise AssetsMissing(
-            "offline HTML snapshots need JavaScript from the npm registry, but `npm` is not "
-            "installed: install Node.js and npm (Debian: apt-get install -y npm), then run "
-            "`python -m usage_lib.render.assets` once (or set AQUEDUCT_NPM to npm's path)"
-        )
-    return npm
-
-
-def _check_integrity(path: Path, integrity: str) -> None:
+def _check_integrity(name: str, data: bytes, integrity: str) -> None:
     algorithm, _, expected = integrity.partition("-")
-    digest = base64.b64encode(hashlib.new(algorithm, path.read_bytes()).digest()).decode()
+    digest = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
     if digest != expected:
-        raise AssetsMissing(f"{path.name}: {algorithm} {digest} does not match the pinned {integrity}")
+        raise AssetsMissing(f"{name}: {algorithm} {digest} does not match the pinned {integrity}")
 
 
 def fetch(directory: Path | None = None, *, quiet: bool = False) -> Path:
-    """Fetch the npm bundles into `directory` (default: `cache_dir(True)`); returns it."""
+    """Download the npm bundles into `directory` (default: `cache_dir(True)`); returns it."""
     directory = directory or cache_dir(for_writing=True)
     directory.mkdir(parents=True, exist_ok=True)
-    npm = _npm()
+    registry = (os.environ.get(ENV_REGISTRY) or DEFAULT_REGISTRY).rstrip("/")
     fonts: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="aqueduct-npm-") as tmp:
-        command = [npm, "pack", *(asset.spec for asset in NPM_ASSETS), "--ignore-scripts",
-                   "--json", "--pack-destination", tmp]
-        env = {**os.environ, "npm_config_cache": str(Path(tmp) / "npm-cache"), "npm_config_update_notifier": "false"}
+    for asset in NPM_ASSETS:
+        url = f"{registry}/{asset.tarball}"
         try:
-            done = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise AssetsMissing(f"`npm pack` failed: {exc}") from None
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise AssetsMissing(f"`npm pack {' '.join(a.spec for a in NPM_ASSETS)}` failed: {last}")
-        packed = {entry["id"]: entry for entry in json.loads(done.stdout)}
-        for asset in NPM_ASSETS:
-            entry = packed.get(asset.spec)
-            if entry is None:
-                raise AssetsMissing(f"`npm pack` did not produce {asset.spec}")
-            tarball = Path(tmp) / entry["filename"]
-            _check_integrity(tarball, asset.integrity)
-            with tarfile.open(tarball) as tar:
-                member = tar.extractfile(asset.member)
-                if member is None:
-                    raise AssetsMissing(f"{asset.spec} has no {asset.member}")
-                _write(directory / asset.cache_name, member.read())
-                if asset is HTML_MANAGER:
-                    for info in tar.getmembers():
-                        match = FONT_MEMBER.fullmatch(info.name)
-                        if match:
-                            data = tar.extractfile(info).read()
-                            fonts[match.group(1)] = base64.b64encode(data).decode()
+            with urllib.request.urlopen(url, timeout=120) as response:
+                data = response.read()
+        except (OSError, ValueError) as exc:
+            raise AssetsMissing(f"could not download {url}: {exc}") from None
+        _check_integrity(asset.spec, data, asset.integrity)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.extractfile(asset.member)
+            if member is None:
+                raise AssetsMissing(f"{asset.spec} has no {asset.member}")
+            _write(directory / asset.cache_name, member.read())
+            if asset is HTML_MANAGER:
+                for info in tar.getmembers():
+                    match = FONT_MEMBER.fullmatch(info.name)
+                    if match:
+                        fonts[match.group(1)] = base64.b64encode(tar.extractfile(info).read()).decode()
     _write(directory / "fonts.json", json.dumps(fonts).encode())
     if not quiet:
         print(f"assets: {', '.join(a.spec for a in NPM_ASSETS)} -> {directory}")
@@ -184,7 +168,7 @@ def installed_assets() -> Path:
     if not _complete(directory):
         raise AssetsMissing(
             f"the JavaScript for offline HTML snapshots is not installed (looked in {directory}): "
-            "run `python -m usage_lib.render.assets` once (needs npm), or `make setup`"
+            "run `python -m usage_lib.render.assets` once (downloads from the npm registry), or `make setup`"
         )
     return directory
 
@@ -258,7 +242,7 @@ def load_bundles() -> Bundles:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m usage_lib.render.assets [--force]`: fetch the npm bundles now."""
+    """`python -m usage_lib.render.assets [--force]`: download the npm bundles now."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         directory = cache_dir()
