@@ -1,0 +1,181 @@
+"""The package installs for real (issue 11, item 6): a wheel built from the repository,
+installed into a fresh virtualenv outside it, runs `usage-dashboard demo`, `serve` and a
+PDF `snapshot` from a directory that is not the repository, so that every file the
+commands need must come from the wheel (package data), none from the checkout.
+
+Slow (about a minute to install the dependencies from pip's cache or the package index):
+marked `install`; `-m "not install"` leaves it out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO_ROOT, unavailable
+
+pytestmark = pytest.mark.install
+
+VIEWER = "admin@acme.example"
+INSTALL_TIMEOUT_S = 900
+SERVE_TIMEOUT_S = 120
+
+
+@dataclass
+class Installed:
+    venv: Path
+    workdir: Path
+    env: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def command(self, *args: str) -> list[str]:
+        return [str(self.venv / "bin" / "usage-dashboard"), *args]
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(*args), cwd=self.workdir, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+
+def timed(timings: dict[str, float], name: str, command: list[str], **options) -> subprocess.CompletedProcess:
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, **options)
+    timings[name] = time.monotonic() - started
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def source_copy(target: Path) -> Path:
+    """What the wheel is built from: pyproject.toml, the README and the package, copied,
+    so that no build/ or egg-info of the checkout goes into it (and none is left there)."""
+    target.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO_ROOT / name, target / name)
+    shutil.copytree(REPO_ROOT / "usage_lib", target / "usage_lib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints"))
+    return target
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Installed:
+    base = tmp_path_factory.mktemp("install")
+    assert not base.resolve().is_relative_to(REPO_ROOT.resolve())
+    timings: dict[str, float] = {}
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP") and not key.startswith("AQUEDUCT_")}
+    wheels = base / "wheels"
+    timed(timings, "wheel", [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels),
+                             str(source_copy(base / "source"))], cwd=base, env=env, timeout=INSTALL_TIMEOUT_S)
+    (wheel,) = wheels.glob("aqueduct_usage-*.whl")
+    venv = base / "venv"
+    timed(timings, "venv", [sys.executable, "-m", "venv", str(venv)], cwd=base, env=env, timeout=300)
+    timed(timings, "install", [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+          cwd=base, env=env, timeout=INSTALL_TIMEOUT_S)
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
+    env["VIRTUAL_ENV"] = str(venv)
+    workdir = base / "work"
+    workdir.mkdir()
+    where = timed(timings, "import", [str(venv / "bin" / "python"), "-c", "import usage_lib; print(usage_lib.__file__)"],
+                  cwd=workdir, env=env, timeout=120)
+    assert Path(where.stdout.strip()).resolve().is_relative_to(venv.resolve()), where.stdout
+    print("\ninstall timings (s): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
+    return Installed(venv=venv, workdir=workdir, env=env, timings=timings)
+
+
+@pytest.fixture(scope="module")
+def demo(installed) -> Path:
+    started = time.monotonic()
+    result = installed.run("demo", "--db", "demo.sqlite3")
+    installed.timings["demo"] = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert (installed.workdir / "demo.sqlite3").is_file() and (installed.workdir / "demo-router.yaml").is_file()
+    return installed.workdir / "demo.sqlite3"
+
+
+def test_demo_writes_a_database_and_router_config(demo):
+    assert demo.stat().st_size > 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get(port: int, deadline: float) -> tuple[int | None, str]:
+    """GET / of the server on `port`: (status, body), the body as far as it came by
+    `deadline` (Voila streams the page while its notebook runs)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        chunks: list[bytes] = []
+        while time.monotonic() < deadline:
+            try:
+                chunk = response.read1(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return response.status, b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+def test_serve_serves_the_page(installed, demo):
+    port = free_port()
+    log = installed.workdir / "serve.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            installed.command("serve", "--db", "demo.sqlite3", "--router-config", "demo-router.yaml",
+                              "--viewer", VIEWER, "--port", str(port)),
+            cwd=installed.workdir, env=installed.env, stdout=output, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    try:
+        started = time.monotonic()
+        deadline = started + SERVE_TIMEOUT_S
+        status, body = None, ""
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                status, body = get(port, deadline)
+                break
+            except (ConnectionRefusedError, TimeoutError):  # not listening yet; no answer yet
+                time.sleep(0.5)
+        installed.timings["serve: first page"] = time.monotonic() - started
+        served = log.read_text(errors="replace")
+        assert status == 200, f"GET / answered {status}:\n{body[-2000:]}\n--- serve's output:\n{served[-4000:]}"
+        # The notebook ran: its dashboard is a widget view, not an error.
+        assert "application/vnd.jupyter.widget-view+json" in body, served[-4000:]
+        assert "Traceback" not in served, served[-4000:]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text(errors="replace")[-4000:]
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def test_pdf_snapshot(installed, demo):
+    if not any(Path(path).is_file() for path in (os.environ.get("AQUEDUCT_CHROMIUM") or "", "/usr/bin/chromium")
+               if path) and not shutil.which("chromium"):
+        unavailable("Chromium is not installed (apt-get install -y chromium)")
+    started = time.monotonic()
+    result = installed.run("snapshot", "--db", "demo.sqlite3", "--router-config", "demo-router.yaml",
+                           "--viewer", VIEWER, "--out", "x.pdf")
+    installed.timings["snapshot x.pdf"] = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert (installed.workdir / "x.pdf").read_bytes().startswith(b"%PDF")
+    print("\ntimings (s): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in installed.timings.items()))
