@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from usage_lib.errors import UsageError
 from usage_lib.serving import voila_process
@@ -25,23 +26,41 @@ def _raise_stop(_signum, _frame) -> None:
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8866) -> int:
-    """Serve until Ctrl-C or SIGTERM; returns 0 after a requested stop."""
-    settings.check()
-    if not voila_process.port_free(host, port):
-        raise UsageError(f"port {port} on {host} is in use: stop what runs there or give --port")
-    server = voila_process.start(settings.to_env(os.environ), host, port)
-    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """Serve until Ctrl-C or SIGTERM; returns 0 after a requested stop.
+
+    SIGINT stays ignored when it was (a supervisor's choice, or a shell's for `serve &`).
+    Until Voila is started a signal ends the start-up at once; from then on it is only
+    noted, and the process polls for it: a signal may be delivered to any thread of the
+    process, and would then not interrupt a blocking wait of the main thread.
+    """
+    signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in signals}
+    requested: list[int] = []
     try:
-        server.wait_ready()
-        viewer = settings.viewer if settings.identity == "fixed" else f"from {settings.identity}"
-        print(f"\nThe usage dashboard is served at {server.url}  (viewer: {viewer}; Ctrl-C stops it)\n", flush=True)
-        status = server.process.wait()
-        raise UsageError(f"the Voila server stopped by itself (status {status})")
+        settings.check()
+        if not voila_process.port_free(host, port):
+            raise UsageError(f"port {port} on {host} is in use: stop what runs there or give --port")
+        for sig in signals:
+            signal.signal(sig, lambda signum, _frame: requested.append(signum))
+        server = voila_process.start(settings.to_env(os.environ), host, port)
+        try:
+            server.wait_ready(cancelled=lambda: bool(requested))
+            if requested:
+                return 0
+            viewer = settings.viewer if settings.identity == "fixed" else f"from {settings.identity}"
+            print(f"\nThe usage dashboard is served at {server.url}  (viewer: {viewer}; Ctrl-C stops it)\n", flush=True)
+            while not requested:
+                status = server.process.poll()
+                if status is not None:
+                    raise UsageError(f"the Voila server stopped by itself (status {status})")
+                time.sleep(0.1)
+            return 0
+        finally:
+            for sig in signals:
+                signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C does not cut the stop short
+            server.stop()
     except _Stop:
         return 0
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-        server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

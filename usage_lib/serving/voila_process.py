@@ -5,6 +5,8 @@ deployment configurations share, and a Voila process to start, wait for and stop
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -14,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from usage_lib.errors import UsageError
 
@@ -23,6 +25,8 @@ NOTEBOOK = HERE / "usage_dashboard.ipynb"
 #: Holds `voila.py`, the whole Voila configuration (`--Voila.config_file_paths`).
 CONFIG_DIR = HERE / "voila_config"
 STARTUP_TIMEOUT_S = 60.0
+#: How long Voila has to stop with its kernels before they are killed.
+STOP_TIMEOUT_S = 2.0
 
 #: What the page may show and do, for Voila alone (voila_config/voila.py) and for Voila
 #: as a JupyterHub server extension (deploy/jupyterhub_config.py) alike.
@@ -108,10 +112,13 @@ class VoilaProcess:
     def url(self) -> str:
         return url_of(self.host, self.port)
 
-    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> "VoilaProcess":
-        """Return once Voila accepts connections; `UsageError` if it stops or takes too long."""
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S, cancelled: Callable[[], bool] | None = None) -> "VoilaProcess":
+        """Return once Voila accepts connections, or `cancelled()` is true; `UsageError`
+        if it stops or takes too long."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if cancelled is not None and cancelled():
+                return self
             if self.process.poll() is not None:
                 raise UsageError("the Voila server stopped" + (": " + self._log_tail() if self.log else ""))
             try:
@@ -124,19 +131,91 @@ class VoilaProcess:
     def _log_tail(self) -> str:
         return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-5:])
 
-    def stop(self, timeout: float = 3.0) -> int:
-        """Stop Voila and its kernels: SIGTERM (Voila shuts its kernels down), SIGKILL
-        after `timeout` seconds. Returns Voila's exit status."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """Stop Voila and its kernels within `timeout` seconds (and a little), quietly.
+
+        The kernels get SIGTERM first: each runs in a session of its own, and a kernel
+        that Voila shuts down in the middle of a cell (a preheated kernel waits in one for
+        its page) prints a ZMQError traceback; ended by the signal it prints nothing, and
+        Voila's own shutdown is quicker. Then Voila gets SIGTERM, and whatever of the
+        process tree is left after `timeout` gets SIGKILL. Returns Voila's exit status.
+        """
         if self.process.poll() is None:
+            tree = _descendants(self.process.pid)
+            _signal_all(tree, signal.SIGTERM)
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+                pass
+            _signal_all(tree, signal.SIGKILL)
+            if self.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.process.pid, signal.SIGKILL)  # Voila's session
+            self.process.wait(timeout=10)
         if self.log is not None:
             shutil.rmtree(self.log.parent, ignore_errors=True)
         return self.process.returncode
+
+
+#: A process as (pid, start time): a pid alone may name another process once it ended.
+_Proc = tuple[int, str | None]
+
+
+def _descendants(pid: int) -> list[_Proc]:
+    """The processes under `pid` (children, theirs, ...), wherever their sessions."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for child, (parent, _started) in table.items():
+        children.setdefault(parent, []).append(child)
+    found: list[_Proc] = []
+    stack = list(children.get(pid, ()))
+    while stack:
+        child = stack.pop()
+        found.append((child, table[child][1]))
+        stack.extend(children.get(child, ()))
+    return found
+
+
+def _process_table() -> dict[int, tuple[int, str | None]]:
+    """pid -> (parent pid, start time): from /proc on Linux, else from `ps`."""
+    table: dict[int, tuple[int, str | None]] = {}
+    proc = Path("/proc")
+    if (proc / "self" / "stat").exists():
+        for entry in proc.iterdir():
+            if entry.name.isdigit():
+                fields = _stat_fields(int(entry.name))
+                if fields is not None:
+                    table[int(entry.name)] = (int(fields[1]), fields[19])
+        return table
+    try:
+        listing = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return table
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            table[int(parts[0])] = (int(parts[1]), None)
+    return table
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name: state, ppid, ... (field 3 on)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def _signal_all(processes: list[_Proc], signum: int) -> None:
+    for pid, started in processes:
+        if started is not None:
+            fields = _stat_fields(pid)
+            if fields is None or fields[19] != started or fields[0] == "Z":
+                continue  # ended (or ended and its pid reused)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
 
 
 def start(env: Mapping[str, str], host: str = "127.0.0.1", port: int | None = None, *, quiet: bool = False) -> VoilaProcess:
