@@ -552,3 +552,135 @@ def test_time_axis_in_a_zone_across_the_autumn_dst_change(open_dashboard, dashbo
         assert "(Europe/Vienna)" in dashboard.as_of.value
     finally:
         dashboard.close()
+
+
+# -- issue 12 items 11-13: history steps, closed rows explained, chart axes ------------------
+
+
+@pytest.mark.parametrize("value", [0, 1, 2, 3, 7, 10, 99, 100, 662, 1000, 1001, 1205, 1940, 1995, 3000, 12_345, 30_000, 2_500_000])
+def test_value_axes_end_just_above_the_largest_bar(value):
+    from usage_lib.ui.charts import nice_ticks
+
+    ticks = nice_ticks(value)
+    steps = np.diff(ticks)
+    assert ticks[0] == 0 and ticks[-1] > value
+    assert np.allclose(steps, steps[0]) and float(steps[0]).is_integer()  # round, whole-number steps
+    if value >= 3:
+        assert 3 <= len(steps) <= 5
+        assert (ticks[-1] - value) / ticks[-1] <= 0.25  # at most a quarter of the axis empty
+    assert nice_ticks(662)[-1] <= 800 and nice_ticks(1995)[-1] == 2000
+
+
+def test_the_models_axis_ends_just_above_the_longest_bar(open_dashboard):
+    for view in (Selection(org="all", span="1w"), Selection(span="1w"), Selection(span="1d"), Selection(span="1h")):
+        dashboard = open_dashboard(DEMO_ADMIN_EMAIL, view)
+        chart = dashboard.models_chart
+        longest = max(chart.bars.y)
+        end = chart.count_scale.max
+        assert end == chart.count_axis.tick_values[-1] and end > longest
+        assert (end - longest) / end < 0.25, (view, longest, end)
+        assert chart.bars.apply_clip is False  # the longest bar's label may stand in the margin
+
+
+def test_the_charts_axes_have_titles(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(span="1w"))
+    assert dashboard.timeseries_chart.y_axis.label == "Requests"
+    assert dashboard.models_chart.count_axis.label == "Requests"
+    assert dashboard.timeseries_chart.x_axis.label == "Day (UTC) \u00b7 pale bars: partial days"
+    dashboard.select(span="1h")
+    assert dashboard.timeseries_chart.x_axis.label.startswith("Minute (UTC)")
+
+
+def test_partial_first_and_last_buckets_are_pale_labelled_and_explained(open_dashboard):
+    from usage_lib.ui.charts import PARTIAL, PRIMARY
+
+    # DEMO_NOW is Tuesday noon: the 1w window starts Tuesday a week ago at noon.
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    chart = dashboard.timeseries_chart
+    assert len(chart.bars.x) == 8
+    assert list(chart.bars.colors) == [PARTIAL] + [PRIMARY] * 6 + [PARTIAL]
+    assert "partial day: from Tue 12:00" in chart.tip.html_for(0)
+    assert "partial day: up to Tue 12:00" in chart.tip.html_for(7)
+    assert "partial" not in chart.tip.html_for(3)
+    # The first day has a tick label, the newest too, and no two labelled days touch.
+    ticks = [int(np.flatnonzero(chart.bars.x == tick)[0]) for tick in chart.x_axis.tick_values]
+    assert ticks[0] == 0 and ticks[-1] == 7 and min(np.diff(ticks)) >= 2
+    # A window starting on a bucket boundary has no partial first bucket.
+    dashboard.select(span="1d")
+    assert chart.bars.colors[0] == PRIMARY and chart.bars.colors[-1] == PARTIAL
+    assert "partial" not in chart.tip.html_for(0)
+
+
+def test_the_failed_tile_shows_its_share_of_the_total(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    metrics = dashboard.usage.metrics
+    assert metrics.failed_requests > 0
+    tile = dashboard.tiles["failed_requests"].value
+    share = f"{100 * metrics.failed_requests / metrics.total_requests:.1f}% of total"
+    assert f'<div class="aq-tile-share"' in tile and f">{share}</div>" in tile
+    assert dashboard.tile_texts()["Failed Requests"] == f"{metrics.failed_requests:,}"  # the value alone
+    assert "aq-tile-share" not in dashboard.tiles["total_requests"].value
+    assert Dashboard._failed_share(1, 5000) == "<0.1% of total" and Dashboard._failed_share(0, 7) == "0.0% of total"
+    dashboard.select(org=UMBRELLA)  # no requests: no share
+    assert dashboard.usage.metrics.total_requests == 0
+    assert "aq-tile-share" not in dashboard.tiles["failed_requests"].value
+
+
+def test_token_rows_that_do_not_open_say_why(open_dashboard):
+    from usage_lib.render.labels import CLOSED_TOKEN_HINT
+
+    dashboard = open_dashboard(DEMO_USER_EMAIL, Selection(span="1w"))
+    rows = dashboard.table.body.value.split('<div class="aq-tr aq-row')[1:]
+    shown = dashboard.table.displayed_rows()
+    assert any(row.can_open for row in shown) and not all(row.can_open for row in shown)
+    for row, markup in zip(shown, rows):
+        row_tag = markup.split(">", 1)[0]
+        if row.can_open:
+            assert "title=" not in row_tag and CLOSED_TOKEN_HINT not in markup
+        else:
+            assert f'title="{html.escape(CLOSED_TOKEN_HINT, quote=True)}"' in row_tag
+            # The cells' own titles (their whole text) carry it too: the innermost title shows.
+            assert markup.count(html.escape(CLOSED_TOKEN_HINT, quote=True)) == 1 + len(dashboard.table.columns)
+    # Org admins open every token: no row needs the hint.
+    admin = open_dashboard(DEMO_ORG_ADMIN_EMAIL, Selection(span="1w"))
+    assert CLOSED_TOKEN_HINT not in admin.table.body.value
+
+
+def test_drill_downs_are_history_steps_and_back_restores_the_view(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1d"))
+    address = dashboard.address
+    assert not address.push and "org=all" in address.query
+
+    def back_to(query: str) -> None:  # what the page sends on popstate
+        address._on_message(address, {"popstate": query}, [])
+
+    def click(name: str) -> None:
+        dashboard.table.click([row["name"] for row in dashboard.table.displayed()].index(name))
+
+    click("Globex Labs")
+    assert address.push and address.query == f"org={GLOBEX}&span=1d&top=100"
+    dashboard.span_toggle.value = "1w"  # a filter: replaces the address
+    assert not address.push and address.query == f"org={GLOBEX}&span=1w&top=100"
+    click("ml-pipeline")
+    assert address.push and address.query == f"org={GLOBEX}&span=1w&token={PIPELINE_PROD}&top=100"
+
+    back_to(f"org={GLOBEX}&span=1w&top=100")
+    assert dashboard.table.kind == "token" and dashboard.usage.scope.token is None
+    assert dashboard.usage.scope.org.id == GLOBEX and not address.push
+    back_to("org=all&span=1d&top=100")
+    assert dashboard.table.kind == "org" and dashboard.usage.window.span == "1d"
+    assert dashboard.span_toggle.value == "1d" and dashboard.org_dropdown.value == "all"
+    back_to(f"org={GLOBEX}&span=1w&token={PIPELINE_PROD}&top=100")  # Forward
+    assert dashboard.usage.scope.token.id == PIPELINE_PROD and dashboard.table.kind == "user_id"
+    dashboard.all_tokens_button.click()  # a way back up is a step too
+    assert address.push and dashboard.table.kind == "token"
+    back_to({"not": "a query"})  # malformed messages change nothing
+    assert dashboard.table.kind == "token"
+
+
+def test_a_restored_address_is_checked_like_any_request(open_dashboard):
+    dashboard = open_dashboard(DEMO_USER_EMAIL, Selection(span="1d"))
+    dashboard.address._on_message(dashboard.address, {"popstate": f"org=all&span=1w&token={PIPELINE_PROD}&top=10"}, [])
+    assert dashboard.usage.scope.org.id == ACME and dashboard.usage.scope.token is None
+    assert dashboard.usage.window.span == "1w" and dashboard.usage.top_k == 10
+    assert dashboard.address.query == f"org={ACME}&span=1w&top=10"  # the address says what is shown

@@ -211,7 +211,7 @@ def model_axis(page) -> list[str]:
     return page.evaluate(
         "() => [...document.querySelectorAll('.aq-models g.tick')]"
         ".map(g => [g.getBoundingClientRect().top, g.textContent])"
-        ".filter(([, text]) => isNaN(Number(text.replace(/,/g, ''))))"
+        ".filter(([, text]) => !/^[0-9.,]+[kMGT]?$/.test(text))"  # the count axis: 500, 1,000, 1.5k
         ".sort((a, b) => a[0] - b[0]).map(([, text]) => text)"
     )
 
@@ -397,7 +397,8 @@ def test_the_address_follows_the_view_and_reopens_it(browser, voila_server, demo
         page.locator(".aq-top button", has_text="10").first.click()
         wait_for_address(page, top="10")
         assert address(page) == {"lang": ["de"], "org": ["2"], "span": ["1w"], "token": ["20"], "top": ["10"]}
-        assert page.evaluate("() => history.length") == history  # replaced, not pushed
+        # The two drill-downs (row clicks) are history steps; the filters replaced the address.
+        assert page.evaluate("() => history.length") == history + 2
         shared = urlsplit(page.url).query
     finally:
         page.context.close()
@@ -448,3 +449,147 @@ def test_no_identity_header_is_refused(voila_server):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(voila_server.url, timeout=30)
     assert refused.value.code == 403
+
+
+# -- issue 12 items 11-13 ----------------------------------------------------------------------
+
+
+def active_segment(page, group: str) -> str:
+    return page.locator(f".aq-{group} button.mod-active").inner_text()
+
+
+def test_back_and_forward_walk_the_drill_downs(browser, voila_server, demo_gateway, capsys, shots):
+    """A row click is a history step (Back returns to the level above); the filters replace
+    the address. Back restores the level, the figures and the filters of that step."""
+    page = open_page(browser, voila_server, DEMO_ADMIN_EMAIL, query="org=all&span=1d")
+    try:
+        wait_for_heading(page, "Organization")
+        wait_for_address(page, org="all", span="1d", top="100", token=None)
+        start = page.evaluate("() => history.length")
+        all_orgs = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org="all", span="1d")
+        globex = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org=2, span="1w")
+        pipeline = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org=2, token=20, span="1w")
+
+        click_row(page, "Globex Labs")  # org -> its tokens: a step
+        wait_for_heading(page, "API Key")
+        wait_for_address(page, org="2", span="1d", token=None)
+        page.locator(".aq-span button", has_text="1w").click()  # a filter: in place
+        wait_for_address(page, span="1w")
+        wait_for_tiles(page, expected_tiles(globex))
+        click_row(page, "ml-pipeline")  # token -> its user_ids: a step
+        wait_for_heading(page, "User ID")
+        wait_for_address(page, org="2", span="1w", token="20")
+        wait_for_tiles(page, expected_tiles(pipeline))
+        assert "ml-pipeline" in page.locator(".aq-title").inner_text()
+        assert page.evaluate("() => history.length") == start + 2
+
+        page.go_back()  # -> Globex's tokens, as last seen (1w)
+        wait_for_address(page, org="2", span="1w", token=None)
+        wait_for_heading(page, "API Key")
+        wait_for_tiles(page, expected_tiles(globex))
+        assert [row["cells"] for row in table(page)["rows"]] == row_cells(globex, "token")
+        assert "ml-pipeline" not in page.locator(".aq-title").inner_text()
+        assert not page.locator(".aq-back-tokens").is_visible()
+        assert page.locator(".aq-org-select select").input_value() == "Globex Labs"
+
+        page.go_back()  # -> every org, 1d, as it started
+        wait_for_address(page, org="all", span="1d", token=None)
+        wait_for_heading(page, "Organization")
+        wait_for_tiles(page, expected_tiles(all_orgs))
+        assert [row["cells"] for row in table(page)["rows"]] == row_cells(all_orgs, "org")
+        assert active_segment(page, "span") == "1d"
+        assert page.locator(".aq-org-select select").input_value() == "All"
+        page.screenshot(path=shots / "back-to-all-orgs.png")
+
+        page.go_forward()  # and Forward goes down again
+        wait_for_address(page, org="2", span="1w", token=None)
+        wait_for_heading(page, "API Key")
+        wait_for_tiles(page, expected_tiles(globex))
+        assert page.evaluate("() => history.length") == start + 2  # walking adds no entries
+        assert urlsplit(page.url).path == urlsplit(voila_server.url).path
+        assert page.widget_errors == []
+    finally:
+        page.context.close()
+
+
+def test_token_rows_that_do_not_open_say_why_on_hover(browser, voila_server):
+    from usage_lib.render.labels import CLOSED_TOKEN_HINT
+
+    page = open_page(browser, voila_server, DEMO_USER_EMAIL)
+    try:
+        wait_for_heading(page, "API Key")
+        rows = page.evaluate(
+            "() => [...document.querySelectorAll('.aq-table .aq-row')].map(r =>"
+            " ({opens: r.classList.contains('aq-clickable'), title: r.getAttribute('title')}))"
+        )
+        closed = [index for index, row in enumerate(rows) if not row["opens"]]
+        opened = [index for index, row in enumerate(rows) if row["opens"]]
+        assert closed and opened, rows
+        assert all(rows[index]["title"] == CLOSED_TOKEN_HINT for index in closed)
+        assert all(rows[index]["title"] is None for index in opened)
+        # What the pointer rests on over a row: over a closed row the row itself (no click
+        # target in the way), and the title the browser shows there is the hint.
+        for index in (closed[0], opened[0]):
+            box = page.locator(".aq-table .aq-row").nth(index).bounding_box()
+            x, y = box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)
+            shown = page.evaluate(
+                "([x, y]) => { const e = document.elementFromPoint(x, y); const t = e && e.closest('[title]');"
+                " return t ? t.getAttribute('title') : ''; }",
+                [x, y],
+            )
+            assert (CLOSED_TOKEN_HINT in shown) == (index in closed), (index, shown)
+        assert page.widget_errors == []
+    finally:
+        page.context.close()
+
+
+def test_charts_axes_partial_days_and_the_failed_share(browser, voila_server, demo_gateway, capsys, shots):
+    from usage_lib.ui.charts import PARTIAL, PRIMARY
+
+    page = open_page(browser, voila_server, DEMO_ADMIN_EMAIL, query="span=1w")
+    try:
+        data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, span="1w")
+        wait_for_tiles(page, expected_tiles(data))
+        page.wait_for_function("() => document.querySelectorAll('.aq-timeseries rect.bar').length === 8")
+        labels = page.eval_on_selector_all(".aq-timeseries text.axislabel", "ts => ts.map(t => t.textContent)")
+        assert sorted(labels) == ["Day (UTC) \u00b7 pale bars: partial days", "Requests"]
+        assert page.eval_on_selector_all(".aq-models text.axislabel", "ts => ts.map(t => t.textContent).filter(Boolean)") == ["Requests"]
+
+        def rgb(hex_color: str) -> str:
+            return "rgb({}, {}, {})".format(*(int(hex_color[i:i + 2], 16) for i in (1, 3, 5)))
+
+        fills = page.eval_on_selector_all(".aq-timeseries rect.bar", "bars => bars.map(b => getComputedStyle(b).fill)")
+        assert fills == [rgb(PARTIAL)] + [rgb(PRIMARY)] * 6 + [rgb(PARTIAL)]
+        ticks = page.eval_on_selector_all(".aq-timeseries g.tick text", "ts => ts.map(t => t.textContent)")
+        assert "17 Nov" in ticks and "24 Nov" in ticks  # the partial first day is labelled
+
+        # The models axis ends just above the longest bar, whose label stays whole in the margin.
+        longest = max(row["requests"] for row in data["models"])
+        geometry = page.evaluate(
+            "() => { const fig = document.querySelector('.aq-models svg').getBoundingClientRect();"
+            " const bars = [...document.querySelectorAll('.aq-models rect.bar')].map(b => b.getBoundingClientRect());"
+            " const labels = [...document.querySelectorAll('.aq-models text.bar_label')].map(t => t.getBoundingClientRect());"
+            " return {figRight: fig.right, barRight: Math.max(...bars.map(b => b.right)), labelRight: Math.max(...labels.map(l => l.right)),"
+            "  labelWidths: labels.map(l => l.width),"
+            "  clipped: !!document.querySelector('.aq-models rect.bar').closest('[clip-path]')}; }"
+        )
+        assert not geometry["clipped"] and geometry["barRight"] < geometry["labelRight"] <= geometry["figRight"]
+        assert min(geometry["labelWidths"]) > 0
+        count_ticks = page.evaluate(
+            "() => [...document.querySelectorAll('.aq-models g.tick text')].map(t => t.textContent).filter(t => /^[0-9.,]+[kMGT]?$/.test(t))"
+        )
+        end = float(count_ticks[-1].replace("k", "e3").replace(",", ""))
+        assert longest < end and (end - longest) / end < 0.25, (longest, count_ticks)
+
+        # The failed share sits beside the count, outside `.aq-tile-value`; the tiles stay one height.
+        metrics = data["metrics"]
+        share = page.locator(".aq-tile-failed-requests .aq-tile-share")
+        assert share.inner_text() == f"{100 * metrics['failed_requests'] / metrics['total_requests']:.1f}% of total"
+        assert tiles(page)["Failed Requests"] == f"{metrics['failed_requests']:,}"
+        heights = page.eval_on_selector_all(".aq-tile", "ts => ts.map(t => Math.round(t.getBoundingClientRect().height))")
+        assert len(set(heights)) == 1, heights
+        page.screenshot(path=shots / "charts-1w-1366x768.png")
+        assert page.widget_errors == []
+    finally:
+        page.context.close()

@@ -26,6 +26,21 @@ ROLE_NAMES = {"admin": "Global admin", "org-admin": "Org admin", "user": "User"}
 TOP_TITLES = {"org": "Requests by Organization", "token": "Requests by API Key", "user_id": "Requests by User ID"}
 SERVICE_ACCOUNT_BADGE = "Service Account"
 EMPTY_TEXT = "No data available."
+#: The hover text of a token row the viewer may not open (SPEC §3 drill-down).
+CLOSED_TOKEN_HINT = "Only the token's owner, its team and org admins can open this token"
+
+#: Under the Failed Requests tile's count: its share of all requests.
+FAILED_SHARE = "{share} of total"
+
+#: The charts' axis titles. The time axis names the bucket unit and the zone, e.g. "Day (UTC)".
+VALUE_AXIS_LABEL = "Requests"
+TIME_AXIS_LABEL = "{unit} ({tz})"
+#: Added to the time axis title: the first and last buckets hold only part of their
+#: minute, hour or day (the window starts mid-bucket; the last one ends now).
+PARTIAL_AXIS_NOTE = "pale bars: partial {unit}s"
+#: A partial bucket's tooltip line.
+PARTIAL_FROM = "partial {unit}: from {time}"
+PARTIAL_UNTIL = "partial {unit}: up to {time}"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,11 @@ are never recomputed here). bqplot traps handled (see STACK-NOTES):
 - figures get ``flex: 0 0 auto`` so a flex parent cannot squeeze them;
 - values are sent as float64 (int64 would go out as int32) and times as naive
   wall-clock datetimes (bqplot formats them in UTC, so naive wall clock shows as is).
+
+What the charts say beyond the bars: value axes end at the first round tick above the
+largest bar (`nice_ticks`), every axis but the models' has a title, and the partial
+buckets at both ends of the time chart (the window starts inside its first bucket, the
+last one ends now) are drawn pale, with the part they cover in their tooltip.
 """
 
 from __future__ import annotations
@@ -24,23 +29,35 @@ import pandas as pd
 import ipywidgets as widgets
 from ipywidgets import Layout
 
-from usage_lib.core.spans import SPANS
+from usage_lib.core.spans import SPANS, Window
 from usage_lib.render import formatting
+from usage_lib.render.labels import (
+    PARTIAL_AXIS_NOTE, PARTIAL_FROM, PARTIAL_UNTIL, TIME_AXIS_LABEL, VALUE_AXIS_LABEL,
+)
 
 #: The palette, shared with the page's stylesheet (dashboard.py).
 PRIMARY = "#4f46e5"
+#: Bars of partial buckets (the time chart's first and last).
+PARTIAL = "#a5b4fc"
 AXIS_COLOR = "#64748b"
 GRID_COLOR = "#e2e8f0"
 
+#: Added to the page's stylesheet (dashboard.py): axis titles about as small as the
+#: ticks (bqplot's default is 14px), through bqplot's own variable.
+CHART_CSS = """
+.aq-dashboard .aq-chart { --bq-axislabel-font: 500 11.5px sans-serif; }
+"""
+
 TIMESERIES_HEIGHT = 260
 MODEL_ROW_HEIGHT = 30
-MODEL_CHART_PADDING = 56
+MODEL_CHART_PADDING = 72
 MODEL_CHART_MIN_HEIGHT = 140
 
 
 def _axis_style(axis: bq.Axis) -> bq.Axis:
     axis.color = AXIS_COLOR
     axis.grid_color = GRID_COLOR
+    axis.label_color = AXIS_COLOR
     axis.tick_style = {"font-size": "11px", "fill": AXIS_COLOR}
     return axis
 
@@ -59,31 +76,72 @@ def _figure(marks, axes, margin, height: int) -> bq.Figure:
     )
 
 
-def nice_ticks(value: float, intervals: int = 4) -> np.ndarray:
-    """Round tick values from 0 to just above `value` (1, 2, 2.5 or 5 times a power of 10)."""
-    value = max(float(value), 1.0)
-    raw = value / intervals
-    magnitude = 10 ** math.floor(math.log10(raw))
-    # Counts are integers: no step below 1, no 2.5 below 10.
-    candidates = [m * magnitude for m in (1, 2, 2.5, 5, 10) if (m * magnitude) >= 1 and float(m * magnitude).is_integer()]
-    step = next((c for c in candidates if c * intervals >= value), candidates[-1] if candidates else 1.0)
-    top = step * math.ceil(value / step)
-    if top == value:  # leave a little room above the tallest bar
-        top += step
+#: Tick steps: these times a power of ten (2.5 only where it stays a whole number).
+NICE_STEPS = (1, 2, 2.5, 3, 4, 5)
+
+
+def nice_ticks(value: float, max_intervals: int = 5) -> np.ndarray:
+    """Round ticks from 0 to the first one above `value`, the tallest bar.
+
+    Of the steps `NICE_STEPS` times a power of ten, with 3 to `max_intervals` intervals
+    (fewer only below 3), the one whose last tick is the lowest above `value`: the axis
+    ends just above the tallest bar (662 -> 750, 1,940 -> 2,000), never leaving a quarter
+    of it empty (at worst exactly a quarter, when `value` is itself a round number: its
+    bar would otherwise touch the end). Counts are integers: no step below 1.
+    """
+    value = max(float(value), 0.0)
+    fewest = min(3, math.floor(value) + 1)
+    best: tuple[float, float] | None = None
+    for power in range(0, 19):
+        for multiple in NICE_STEPS:
+            step = multiple * 10**power
+            if not float(step).is_integer():
+                continue
+            intervals = math.floor(value / step) + 1
+            if not fewest <= intervals <= max_intervals:
+                continue
+            top = intervals * step
+            # The lowest end; of equal ends the larger step (fewer labels).
+            if best is None or (top, -step) < (best[0], -best[1]):
+                best = (top, step)
+    top, step = best if best is not None else (1.0, 1.0)
     return np.arange(0.0, top + step / 2, step)
 
 
 def time_ticks(positions: np.ndarray, starts: list, span: str) -> np.ndarray:
     """Tick positions on round bucket starts: every 10 minutes, every 3 hours, or every
-    other day counting back from today's (so the newest day is always labelled)."""
+    other day counting back from today's (so the newest day is always labelled).
+
+    Day buckets also label the first day, the partial one the window starts in, and drop
+    the tick next to it (8 days: the 1st, 4th, 6th and 8th), so labels never crowd.
+    """
     unit, every = SPANS[span].tick_unit, SPANS[span].tick_every
     last = len(starts) - 1
     picked = []
-    for index, (position, moment) in enumerate(zip(positions, starts)):
+    for index, moment in enumerate(starts):
         number = {"minute": moment.minute, "hour": moment.hour, "bucket": last - index}[unit]
         if number % every == 0:
-            picked.append(position)
-    return np.array(picked, dtype="datetime64[ms]")
+            picked.append(index)
+    if unit == "bucket" and starts:
+        picked = [0] + [index for index in picked if index >= every]
+    return np.array([positions[index] for index in picked], dtype="datetime64[ms]")
+
+
+def partial_buckets(window: Window | None, n_buckets: int) -> set[int]:
+    """Indexes of the buckets only partly in the window: the first when the window starts
+    after its start, the last when it ends after now."""
+    if window is None or n_buckets == 0:
+        return set()
+    partial = set()
+    if window.start > window.starts[0]:
+        partial.add(0)
+    if window.now < window.end:
+        partial.add(n_buckets - 1)
+    return partial
+
+
+#: How a partial bucket's tooltip writes where the window cuts it.
+_CUT_FORMAT = {"minute": "%H:%M:%S", "hour": "%H:%M", "day": "%a %H:%M"}
 
 
 def wall_clock_positions(starts: list[datetime]) -> np.ndarray:
@@ -115,18 +173,24 @@ class HoverTip:
         self.widget.add_class("aq-chart-tip")
         self.noun = noun
         self.rows: list[tuple[str, int]] = []
+        #: A third line for some rows (by index), e.g. that a bucket is partial.
+        self.notes: dict[int, str] = {}
 
-    def set_rows(self, rows: list[tuple[str, int]]) -> None:
+    def set_rows(self, rows: list[tuple[str, int]], notes: dict[int, str] | None = None) -> None:
         self.rows = rows
+        self.notes = dict(notes or {})
         self.widget.value = ""
 
     def html_for(self, index: int) -> str:
         if not 0 <= index < len(self.rows):
             return ""
         title, count = self.rows[index]
+        note = self.notes.get(index)
+        note_html = f'<div class="aq-tip-note" style="color:#c7d2fe">{html.escape(note)}</div>' if note else ""
         return (
             f'<div class="aq-tip-title">{html.escape(title)}</div>'
             f'<div class="aq-tip-count"><b>{count:,}</b> {self.noun}</div>'
+            f"{note_html}"
         )
 
     def on_hover(self, _mark, content: dict) -> None:
@@ -157,18 +221,22 @@ class TimeseriesChart:
             opacities=[1.0],
         )
         self.bars.on_hover(self.tip.on_hover)
-        self.x_axis = _axis_style(bq.Axis(scale=self.x_scale, grid_lines="none", tick_format="%H:%M"))
+        self.x_axis = _axis_style(
+            bq.Axis(scale=self.x_scale, grid_lines="none", tick_format="%H:%M", label_offset="34px")
+        )
         self.y_axis = _axis_style(
-            bq.Axis(scale=self.y_scale, side="left", grid_lines="solid", tick_format=",d")
+            bq.Axis(scale=self.y_scale, side="left", grid_lines="solid", tick_format=",d",
+                    label=VALUE_AXIS_LABEL, label_offset="48px")
         )
         self.figure = _figure(
-            [self.bars], [self.x_axis, self.y_axis], {"top": 12, "bottom": 36, "left": 56, "right": 16}, TIMESERIES_HEIGHT
+            [self.bars], [self.x_axis, self.y_axis], {"top": 12, "bottom": 48, "left": 66, "right": 16}, TIMESERIES_HEIGHT
         )
         self.figure.add_class("aq-chart")
         self.figure.add_class("aq-timeseries")
 
-    def update(self, timeseries: pd.DataFrame, span: str) -> None:
-        """Show `usage.timeseries` (bucket, requests) for `span`."""
+    def update(self, timeseries: pd.DataFrame, span: str, window: Window | None = None, tz: str | None = None) -> None:
+        """Show `usage.timeseries` (bucket, requests) for `span`; with `usage.window` the
+        partial buckets are drawn pale, with `usage.tz` the time axis names the zone."""
         starts = list(timeseries["bucket"])
         x = wall_clock_positions(starts)
         y = timeseries["requests"].to_numpy(dtype="float64")
@@ -182,7 +250,20 @@ class TimeseriesChart:
         else:
             lo = hi = None
         ticks = nice_ticks(y.max() if len(y) else 0)
-        self.tip.set_rows([(formatting.bucket(moment, span), int(n)) for moment, n in zip(starts, timeseries["requests"])])
+        unit = SPANS[span].bucket_unit
+        partial = partial_buckets(window, len(starts))
+        notes = {}
+        if window is not None:
+            if 0 in partial:
+                notes[0] = PARTIAL_FROM.format(unit=unit, time=window.start.strftime(_CUT_FORMAT[unit]))
+            if len(starts) - 1 in partial:
+                notes[len(starts) - 1] = PARTIAL_UNTIL.format(unit=unit, time=window.now.strftime(_CUT_FORMAT[unit]))
+        self.tip.set_rows(
+            [(formatting.bucket(moment, span), int(n)) for moment, n in zip(starts, timeseries["requests"])], notes
+        )
+        axis_label = TIME_AXIS_LABEL.format(unit=unit.capitalize(), tz=tz) if tz else unit.capitalize()
+        if partial:
+            axis_label += " \u00b7 " + PARTIAL_AXIS_NOTE.format(unit=unit)
         with self.bars.hold_sync(), self.x_scale.hold_sync(), self.y_scale.hold_sync(), self.x_axis.hold_sync():
             self.x_scale.min = lo
             self.x_scale.max = hi
@@ -190,6 +271,9 @@ class TimeseriesChart:
             self.y_axis.tick_values = ticks
             self.x_axis.tick_values = time_ticks(x, starts, span)
             self.x_axis.tick_format = SPANS[span].axis_format
+            self.x_axis.label = axis_label
+            # One colour per bar (bqplot's "auto" colour mode with one series).
+            self.bars.colors = [PARTIAL if index in partial else PRIMARY for index in range(len(starts))] or [PRIMARY]
             self.bars.x = x
             self.bars.y = y
 
@@ -226,16 +310,21 @@ class ModelsChart:
             # horizontal bars swap the offsets: "vertical" moves the label along the bar
             label_display_horizontal_offset=0,
             label_display_vertical_offset=6,
+            # The axis ends just above the longest bar: its label goes on into the
+            # figure's right margin instead of being cut off at the plot's edge.
+            apply_clip=False,
         )
         self.bars.on_hover(self.tip.on_hover)
         self.model_axis = _axis_style(bq.Axis(scale=self.model_scale, side="left", grid_lines="none"))
         self.count_axis = _axis_style(
-            bq.Axis(scale=self.count_scale, side="bottom", grid_lines="solid", tick_format=",d")
+            # 2k, 1.5k: five labels fit the narrow plot beside long model names.
+            bq.Axis(scale=self.count_scale, side="bottom", grid_lines="solid", tick_format="~s",
+                    label=VALUE_AXIS_LABEL, label_offset="32px")
         )
         self.figure = _figure(
             [self.bars],
             [self.model_axis, self.count_axis],
-            {"top": 8, "bottom": 32, "left": 160, "right": 48},
+            {"top": 8, "bottom": 48, "left": 160, "right": 48},
             MODEL_CHART_MIN_HEIGHT,
         )
         self.figure.add_class("aq-chart")
@@ -255,13 +344,13 @@ class ModelsChart:
             # A vertical ordinal axis puts its first value at the bottom: list them bottom-up.
             # (OrdinalScale(reverse=True) flips again on every domain update in bqplot 0.13.1.)
             self.model_scale.domain = names[::-1]
-            # Room right of the longest bar for its label (marks are clipped to the plot).
-            ticks = nice_ticks((counts.max() if len(counts) else 0) / 0.75)
+            # The longest bar's label may stand in the right margin (the bars are not clipped).
+            ticks = nice_ticks(counts.max() if len(counts) else 0)
             self.count_scale.max = float(ticks[-1])
             self.count_axis.tick_values = ticks
             self.bars.x = np.array(names, dtype=str)
             self.bars.y = counts
-        self.figure.fig_margin = {"top": 8, "bottom": 32, "left": min(260, 24 + 7 * longest), "right": 48}
+        self.figure.fig_margin = {"top": 8, "bottom": 48, "left": min(260, 24 + 7 * longest), "right": 48}
         self.figure.layout.height = f"{self.height_for(len(names))}px"
 
     def clear(self) -> None:

@@ -30,12 +30,12 @@ from IPython.display import display
 from ipywidgets.widgets.widget_string import HTMLStyle
 
 from usage_lib.core.spans import SPANS
-from usage_lib.core.urlstate import query_for
+from usage_lib.core.urlstate import query_for, selection_from_query
 from usage_lib.core.usage import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.errors import UsageError
 from usage_lib.gateway.db import Database, open_database
 from usage_lib.render import formatting
-from usage_lib.render.labels import ROLE_NAMES, TILES, TOP_TITLES
+from usage_lib.render.labels import FAILED_SHARE, ROLE_NAMES, TILES, TOP_TITLES
 from usage_lib.settings import Settings
 from usage_lib.ui import charts
 from usage_lib.ui.addressbar import AddressBar
@@ -51,9 +51,14 @@ log = logging.getLogger(__name__)
 
 STYLESHEET_PATH = Path(__file__).with_name("dashboard.css")
 
+#: The Failed Requests tile's count and its share side by side (wrapping under a long
+#: count), the share small and muted. Inline: the page's and the snapshots' markup alike.
+TILE_FIGURE_STYLE = "display:flex;flex-wrap:wrap;align-items:baseline;column-gap:8px;row-gap:2px;min-width:0"
+TILE_SHARE_STYLE = "font-size:12px;font-weight:500;color:#64748b;white-space:nowrap;font-variant-numeric:tabular-nums"
+
 
 def _stylesheet() -> str:
-    return f"<style>{STYLESHEET_PATH.read_text(encoding='utf-8')}</style>"
+    return f"<style>{STYLESHEET_PATH.read_text(encoding='utf-8')}{charts.CHART_CSS}</style>"
 
 
 Compute = Callable[..., Usage]
@@ -93,6 +98,8 @@ class Dashboard:
         self._compute = compute
         self._busy = False
         self._syncing = False
+        #: The refresh under way is a history step (a drill-down): see `select(push=...)`.
+        self._push = False
         self._build()
 
     # -- widgets ----------------------------------------------------------------------
@@ -207,6 +214,7 @@ class Dashboard:
         self._set_back_buttons()
         # Shown beside `widget`, not in it: snapshots embed `widget` alone.
         self.address = AddressBar()
+        self.address.on_restore(self._on_restore)
 
     def _control(self, label: str, body: widgets.Widget, css: str) -> widgets.VBox:
         label_html = self._html(f'<span class="aq-control-label">{label}</span>')
@@ -218,12 +226,26 @@ class Dashboard:
         return f'<h3>{html.escape(text)}</h3>{note_html}'
 
     @staticmethod
-    def _tile_html(label: str, value: str) -> str:
-        return (
-            f'<div class="aq-tile-label">{html.escape(label)}</div>'
-            # The length lets the stylesheet shrink long values (billions) onto one line.
-            f'<div class="aq-tile-value" style="--aq-len: {max(len(value), 1)}">{html.escape(value)}</div>'
-        )
+    def _tile_html(label: str, value: str, share: str | None = None) -> str:
+        """A tile: its label, its value and, for failed requests, their share of the total
+        (an element of its own, beside the value: readers of `.aq-tile-value` get the count)."""
+        # The length lets the stylesheet shrink long values (billions) onto one line.
+        value_html = f'<div class="aq-tile-value" style="--aq-len: {max(len(value), 1)}">{html.escape(value)}</div>'
+        if share is not None:
+            value_html = (
+                f'<div class="aq-tile-figure" style="{TILE_FIGURE_STYLE}">{value_html}'
+                f'<div class="aq-tile-share" style="{TILE_SHARE_STYLE}">{html.escape(share)}</div></div>'
+            )
+        return f'<div class="aq-tile-label">{html.escape(label)}</div>{value_html}'
+
+    @staticmethod
+    def _failed_share(failed: int, total: int) -> str | None:
+        """``0.4% of total``; ``<0.1%`` for a few in very many; nothing without requests."""
+        if not total:
+            return None
+        percent = 100.0 * failed / total
+        text = "<0.1%" if 0 < percent < 0.05 else f"{percent:.1f}%"
+        return FAILED_SHARE.format(share=text)
 
     @staticmethod
     def _title_html(usage: Usage | None) -> str:
@@ -243,13 +265,17 @@ class Dashboard:
 
     # -- requests from the page -------------------------------------------------------
 
-    def select(self, *, org: object = ..., span: str | None = None, token: object = ..., top: int | None = None) -> Usage | None:
+    def select(self, *, org: object = ..., span: str | None = None, token: object = ..., top: int | None = None,
+               push: bool = False) -> Usage | None:
         """Request another view and refresh. Unknown or forbidden values fall back (the core decides).
 
-        Ignored while a refresh runs (its result replaces the request anyway).
+        With `push` (a drill-down or a way back up) the new view is a step in the browser's
+        history, so Back returns to the one before; otherwise (filters) the address is
+        replaced. Ignored while a refresh runs (its result replaces the request anyway).
         """
         if self._busy:
             return self.usage
+        self._push = push
         changes: dict[str, Any] = {}
         if org is not ...:
             changes["org"] = org
@@ -279,17 +305,25 @@ class Dashboard:
         if self._busy or self.usage is None or not row.can_open:
             return
         if self.table.kind == "org":
-            self.select(org=row.values["id"], token=None)
+            self.select(org=row.values["id"], token=None, push=True)
         elif self.table.kind == "token":
-            self.select(token=row.values["id"])
+            self.select(token=row.values["id"], push=True)
 
     def _back_to_orgs(self) -> None:
         if not self._busy:
-            self.select(org="all", token=None)
+            self.select(org="all", token=None, push=True)
 
     def _back_to_tokens(self) -> None:
         if not self._busy:
-            self.select(token=None)
+            self.select(token=None, push=True)
+
+    def _on_restore(self, query: str) -> None:
+        """Back or Forward in the browser: show the view of that history entry (a query
+        from the page, checked by the core like any other request)."""
+        if self._busy:
+            return
+        wanted = selection_from_query(query, dataclasses.replace(self.selection, token=None))
+        self.select(org=wanted.org, span=wanted.span, token=wanted.token, top=wanted.top)
 
     # -- refresh ----------------------------------------------------------------------
 
@@ -329,6 +363,7 @@ class Dashboard:
         finally:
             self._set_loading(False)
             self._busy = False
+            self._push = False
         finished = time.perf_counter()
         self.timings = {"compute_s": computed - started, "render_s": finished - computed, "total_s": finished - started}
         log.debug("refresh %s: compute %.3f s, widgets %.3f s", self.selection, self.timings["compute_s"], self.timings["render_s"])
@@ -354,7 +389,8 @@ class Dashboard:
             span=usage.window.span,
             top=usage.top_k,
         )
-        self.address.query = query_for(self.selection.org, self.selection.span, self.selection.token, self.selection.top)
+        self.address.show(query_for(self.selection.org, self.selection.span, self.selection.token, self.selection.top),
+                          push=self._push)
         self._syncing = True
         try:
             if scope.viewer.role == "admin":
@@ -389,12 +425,13 @@ class Dashboard:
             f"{SPANS[window.span].label} \u00b7 as of {html.escape(formatting.as_of(window.now, usage.tz))}</span>"
         )
         for key, label, fmt in TILES:
-            self.tiles[key].value = self._tile_html(label, fmt(metrics[key]))
+            share = self._failed_share(metrics[key], metrics["total_requests"]) if key == "failed_requests" else None
+            self.tiles[key].value = self._tile_html(label, fmt(metrics[key]), share)
         if metrics["failed_requests"]:
             self.tiles["failed_requests"].add_class("aq-tile-alert")
         else:
             self.tiles["failed_requests"].remove_class("aq-tile-alert")
-        self.timeseries_chart.update(usage.timeseries, window.span)
+        self.timeseries_chart.update(usage.timeseries, window.span, window, usage.tz)
         self.models_chart.update(usage.models)
         unit = SPANS[window.span].per_bucket
         first, last = usage.timeseries["bucket"].iloc[0], usage.timeseries["bucket"].iloc[-1]

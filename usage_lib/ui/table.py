@@ -20,7 +20,9 @@ import ipywidgets as widgets
 import pandas as pd
 
 from usage_lib.render import formatting
-from usage_lib.render.labels import EMPTY_TEXT, SERVICE_ACCOUNT_BADGE, TOP_COLUMNS as COLUMNS, Column, cell_text
+from usage_lib.render.labels import (
+    CLOSED_TOKEN_HINT, EMPTY_TEXT, SERVICE_ACCOUNT_BADGE, TOP_COLUMNS as COLUMNS, Column, cell_text,
+)
 
 ASCENDING, DESCENDING = "\u25b2", "\u25bc"  # the arrows shown in a sorted header
 
@@ -190,7 +192,16 @@ class TopTable:
             else:
                 button.remove_class("aq-sorted")
 
-    def _cells_html(self, row: Row) -> str:
+    def hint_for(self, row: Row) -> str | None:
+        """Why a row does not open, shown when it is hovered: only for token rows the
+        viewer may not open (org rows without an org and user_id rows open nothing)."""
+        if self.kind == "token" and not row.can_open:
+            return CLOSED_TOKEN_HINT
+        return None
+
+    def _cells_html(self, row: Row, hint: str | None = None) -> str:
+        """The row's cells; each cell's title is its whole text (cut-off text can be read
+        by hovering), followed by the row's `hint` (the innermost title is the one shown)."""
         parts = []
         for position, column in enumerate(COLUMNS[self.kind], start=1):
             text = html.escape(row.texts[column.key])
@@ -204,7 +215,7 @@ class TopTable:
                     content += f'<span class="aq-badge">{SERVICE_ACCOUNT_BADGE}</span>'
             elif text == formatting.NA:
                 classes.append("aq-na")
-            title = html.escape(row.texts[column.key], quote=True)
+            title = html.escape(row.texts[column.key] + (f"\n{hint}" if hint else ""), quote=True)
             parts.append(
                 f'<div class="{" ".join(c for c in classes if c)}" style="grid-column:{position}" title="{title}">{content}</div>'
             )
@@ -222,10 +233,21 @@ class TopTable:
             row = self.rows[index]
             opens = row.can_open and self.on_open is not None
             css = "aq-tr aq-row aq-clickable" if opens else "aq-tr aq-row"
-            parts.append(f'<div class="{css}" style="grid-row:{line}">{self._cells_html(row)}</div>')
+            hint = self.hint_for(row)
+            title = f' title="{html.escape(hint, quote=True)}"' if hint else ""
+            parts.append(f'<div class="{css}" style="grid-row:{line}"{title}>{self._cells_html(row, hint)}</div>')
             if not opens:
                 closed.append(f".{self._css_id} .aq-row-targets .widget-radio-box > label:nth-of-type({line - 1})")
-        rules = [f".{self._css_id} .aq-row-targets {{ grid-row: 2 / span {len(self.order)}; }}"]
+        # The targets' box lies over every row: only the targets of rows that open take
+        # the pointer, so over the others it reaches the row (and its hover title). While
+        # the dashboard loads (`aq-loading`, which turns its panels' pointer events off)
+        # they take none either: a click then would reach targets about to be replaced.
+        targets = f".{self._css_id} .aq-row-targets"
+        rules = [
+            f"{targets} {{ grid-row: 2 / span {len(self.order)}; pointer-events: none; }}",
+            f"{targets} .widget-radio-box > label {{ pointer-events: auto; }}",
+            f".aq-loading {targets} .widget-radio-box > label {{ pointer-events: none; }}",
+        ]
         if closed:
             rules.append(f"{', '.join(closed)} {{ pointer-events: none; }}")
         parts.append(f"<style>{' '.join(rules)}</style>")
