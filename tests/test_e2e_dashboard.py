@@ -20,9 +20,11 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import psutil
 import pytest
 
 from tests.support import REPO_ROOT
+from tests.support.browser import new_context
 from tests.support.dashboard import DEMO_NOW
 from usage_lib.cli import main as cli_main
 from usage_lib.render.labels import ROLE_NAMES, TILES
@@ -49,6 +51,25 @@ class Server:
 
     def log(self) -> str:
         return "".join(self.output[-60:])
+
+    def kernel_ids(self) -> set[str]:
+        """The kernels running under this server, by id (from their connection files)."""
+        ids = set()
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                match = re.search(r"kernel-([0-9a-f-]{36})\.json", " ".join(child.cmdline()))
+                if match:
+                    ids.add(match.group(1))
+        return ids
+
+    def wait_for_kernels(self, condition, timeout: float = 10.0) -> set[str]:
+        """Poll `kernel_ids()` until `condition(ids)`; fail after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not condition(ids := self.kernel_ids()):
+            if time.monotonic() > deadline:
+                pytest.fail(f"kernels after {timeout:.0f} s: {sorted(ids)}\n{self.log()}", pytrace=False)
+            time.sleep(0.2)
+        return ids
 
 
 @contextlib.contextmanager
@@ -120,7 +141,7 @@ def expected_tiles(data: dict) -> dict[str, str]:
 
 
 def open_page(browser, server: Server, viewer: str, width: int = 1366, height: int = 768, query: str = ""):
-    context = browser.new_context(viewport={"width": width, "height": height}, extra_http_headers={HEADER: viewer})
+    context = new_context(browser, viewport={"width": width, "height": height}, extra_http_headers={HEADER: viewer})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -135,6 +156,19 @@ def open_page(browser, server: Server, viewer: str, width: int = 1366, height: i
     page.first_render_s = time.perf_counter() - started
     page.widget_errors = errors
     return page
+
+
+def kernel_id(page) -> str:
+    """The id of the page's kernel (from the page's Jupyter config)."""
+    return page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
+
+
+def leave(page) -> None:
+    """Close the page as a person closes its tab: its `beforeunload` handlers run (Voila's
+    sends the kernel shutdown then); `context.close()` alone skips them."""
+    with page.expect_event("close"):
+        page.close(run_before_unload=True)
+    page.context.close()
 
 
 def tiles(page) -> dict[str, str]:
@@ -428,7 +462,7 @@ def test_the_address_follows_the_view_and_reopens_it(browser, voila_server, demo
 
 
 def test_an_unknown_viewer_gets_a_message_not_a_traceback(browser, voila_server, shots):
-    context = browser.new_context(viewport={"width": 1366, "height": 768}, extra_http_headers={HEADER: "nobody@example.org"})
+    context = new_context(browser, viewport={"width": 1366, "height": 768}, extra_http_headers={HEADER: "nobody@example.org"})
     page = context.new_page()
     try:
         page.goto(voila_server.url)
@@ -449,6 +483,89 @@ def test_no_identity_header_is_refused(voila_server):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(voila_server.url, timeout=30)
     assert refused.value.code == 403
+
+
+def test_a_left_page_releases_its_kernel_at_once(browser, voila_server):
+    """Closing the page, or leaving it, shuts its kernel down (Voila's `beforeunload` POST
+    is accepted: it carries the `_xsrf` cookie), instead of the kernel idling until culled."""
+    for how in ("close", "leave"):
+        page = open_page(browser, voila_server, DEMO_USER_EMAIL)
+        kernel = kernel_id(page)
+        try:
+            assert kernel in voila_server.kernel_ids()
+            started = time.monotonic()
+            if how == "close":
+                leave(page)
+            else:
+                page.goto("about:blank")
+        finally:
+            page.context.close()
+        voila_server.wait_for_kernels(lambda ids: kernel not in ids, timeout=10)
+        assert time.monotonic() - started < 10
+    assert "403 POST /voila/api/shutdown" not in "".join(voila_server.output)
+
+
+def relative_luminance(css_color: str) -> float:
+    """WCAG 2 relative luminance of a computed CSS color (`rgb(...)`/`rgba(...)`, composed
+    over white when translucent)."""
+    r, g, b, *alpha = (float(x) for x in re.findall(r"[\d.]+", css_color))
+    a = alpha[0] if alpha else 1.0
+    channels = [(a * c + (1 - a) * 255) / 255 for c in (r, g, b)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(color: str, background: str) -> float:
+    lighter, darker = sorted((relative_luminance(color), relative_luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_a_selected_segment_stays_readable_under_the_pointer(browser, voila_server):
+    """The span and top-k buttons: the selected one, hovered, keeps a readable contrast
+    (WCAG AA, 4.5:1) between its text and its background; so does a hovered unselected one."""
+    page = open_page(browser, voila_server, DEMO_ADMIN_EMAIL)
+    try:
+        for group, label, other in ((".aq-span", "1w", "1d"), (".aq-top", "10", "25")):
+            button = page.locator(f"{group} button", has_text=re.compile(f"^{label}$"))
+            button.click()  # the pointer stays on it
+            page.wait_for_function(
+                "([group, label]) => !document.querySelector('.aq-dashboard.aq-loading')"
+                " && [...document.querySelectorAll(group + ' button')].some(b => b.textContent === label"
+                " && b.classList.contains('mod-active') && !b.disabled && b.matches(':hover'))",
+                arg=[group, label],
+                timeout=STEP_TIMEOUT_MS,
+            )
+            page.wait_for_timeout(300)  # any transition has ended
+            for state, target in (("selected", button), ("unselected", page.locator(f"{group} button", has_text=re.compile(f"^{other}$")))):
+                target.hover()
+                color, background, hovered = target.evaluate(
+                    "b => { const s = getComputedStyle(b); return [s.color, s.backgroundColor, b.matches(':hover')]; }")
+                assert hovered
+                ratio = contrast_ratio(color, background)
+                assert ratio >= 4.5, f"{group} {state} button {target.inner_text()!r} hovered: {color} on {background}, contrast {ratio:.2f}"
+        assert page.widget_errors == []
+    finally:
+        page.context.close()
+
+
+def test_the_page_loads_nothing_from_outside(browser, voila_server):
+    """Every request of the page stays on the server (no CDN: the stock lab template links
+    Font Awesome from one); the icons come from Voila's own bundle."""
+    page = open_page(browser, voila_server, DEMO_ADMIN_EMAIL)
+    try:
+        page.wait_for_load_state("load")
+        page.wait_for_function(
+            "() => [...document.fonts].some(f => f.family.includes('Font Awesome 5 Free') && f.status === 'loaded')",
+            timeout=STEP_TIMEOUT_MS,
+        )
+        icon = page.locator(".aq-export-button i.fa-download")
+        assert icon.evaluate("i => getComputedStyle(i, '::before').fontFamily").strip('"').startswith("Font Awesome 5 Free")
+        assert icon.bounding_box()["width"] > 8  # drawn, not an empty box
+        html = page.content()
+        assert "cdn.jsdelivr.net" not in html and "cdnjs.cloudflare.com" not in html
+        assert page.context.outside_requests == []
+    finally:
+        page.context.close()
 
 
 # -- issue 12 items 11-13 ----------------------------------------------------------------------

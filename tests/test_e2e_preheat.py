@@ -7,6 +7,7 @@ Needs Chromium (the `browser` fixture: skipped without it, failed under CI).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -14,14 +15,15 @@ import psutil
 
 import pytest
 
-from tests.test_e2e_dashboard import STEP_TIMEOUT_MS, expected_tiles, report, serving, tiles
+from tests.support.browser import new_context
+from tests.test_e2e_dashboard import STEP_TIMEOUT_MS, expected_tiles, kernel_id, leave, report, serving, tiles
 from usage_lib.demo import DEMO_ADMIN_EMAIL, DEMO_USER_EMAIL
 
 pytestmark = pytest.mark.browser
 
 
 def open_plain(browser, url: str):
-    page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+    page = new_context(browser, viewport={"width": 1366, "height": 768}).new_page()
     page.goto(url, timeout=STEP_TIMEOUT_MS)
     page.wait_for_function(
         "() => { const v = document.querySelector('.aq-tile-value');"
@@ -62,9 +64,35 @@ def test_preheated_page_follows_its_query_string(browser, fixed_server, demo_gat
         page.context.close()
 
 
+def pool_size(server) -> int:
+    """The kernel pool's size, as Voila logs it once the pool is filled."""
+    deadline = time.monotonic() + 60
+    while not (found := re.findall(r"Kernel pool of \S+ is filled with (\d+) kernel", "".join(server.output))):
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.5)
+    return int(found[-1])
+
+
+def test_closed_pages_give_their_kernels_back(browser, demo_gateway):
+    """Five pages, opened and closed one after another: after each, the server is back to
+    its preheated pool within seconds (not one idle kernel more per page until culled).
+    Its own server: the other tests close their pages without `beforeunload`."""
+    with serving(demo_gateway, {}, "--viewer", DEMO_ADMIN_EMAIL) as server:
+        pool = pool_size(server)
+        assert pool >= 1
+        server.wait_for_kernels(lambda ids: len(ids) == pool, timeout=60)
+        for _ in range(5):
+            page = open_plain(browser, server.url)
+            kernel = kernel_id(page)
+            assert kernel in server.kernel_ids()
+            leave(page)
+            server.wait_for_kernels(lambda ids: kernel not in ids and len(ids) == pool, timeout=10)
+        assert "403 POST /voila/api/shutdown" not in "".join(server.output)
+
+
 def test_header_mode_never_preheats(browser, demo_gateway):
     with serving(demo_gateway, {"AQUEDUCT_IDENTITY": "header"}) as server:
-        context = browser.new_context(extra_http_headers={"X-Forwarded-Email": DEMO_USER_EMAIL})
+        context = new_context(browser, extra_http_headers={"X-Forwarded-Email": DEMO_USER_EMAIL})
         page = context.new_page()
         try:
             page.goto(server.url, timeout=STEP_TIMEOUT_MS)

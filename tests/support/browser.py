@@ -11,8 +11,19 @@ Fixtures
     (created), for screenshots and other artefacts.
 
 Tests using ``browser`` get the ``browser`` marker automatically.
+
 Note: the sync Playwright API cannot be used from inside a running asyncio loop
 (async tests).
+
+Pages stay on 127.0.0.1
+-----------------------
+``new_context(browser, **options)`` opens a browser context (``Browser.new_context``
+options) that records every request leaving 127.0.0.1 (``data:``, ``about:`` and ``blob:``
+URLs of 127.0.0.1 stay home) in ``context.outside_requests``. Every test that opened such
+a context fails at its end if one was recorded (an autouse fixture): the served page loads
+nothing from a CDN or anywhere else. (A listener, not ``context.route``: with routing on,
+Chromium drops the beacon a page sends in ``beforeunload`` when it navigates away, which
+is how Voila shuts a left page's kernel down.)
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -95,3 +107,39 @@ def pytest_collection_modifyitems(config, items):
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
 
+
+# -- pages stay on 127.0.0.1 -------------------------------------------------------------
+
+_contexts: list = []
+
+
+def is_local(url: str) -> bool:
+    if url.startswith("blob:"):
+        url = url[len("blob:"):]
+    parts = urlsplit(url)
+    return parts.scheme in ("data", "about") or (parts.scheme in ("http", "https", "ws", "wss") and parts.hostname == "127.0.0.1")
+
+
+def new_context(browser, **options):
+    """``browser.new_context(**options)``, watched: requests that leave 127.0.0.1 are
+    listed in ``context.outside_requests``, checked at the test's end."""
+    context = browser.new_context(**options)
+    outside: list[str] = []
+    context.outside_requests = outside
+
+    def record(request) -> None:
+        if not is_local(request.url):
+            outside.append(request.url)
+
+    context.on("request", record)
+    _contexts.append(context)
+    return context
+
+
+@pytest.fixture(autouse=True)
+def _pages_stay_on_127_0_0_1():
+    _contexts.clear()
+    yield
+    outside = sorted({url for context in _contexts for url in context.outside_requests})
+    _contexts.clear()
+    assert not outside, f"the page requested URLs outside 127.0.0.1: {outside}"

@@ -24,6 +24,11 @@ HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "usage_dashboard.ipynb"
 #: Holds `voila.py`, the whole Voila configuration (`--Voila.config_file_paths`).
 CONFIG_DIR = HERE / "voila_config"
+#: A Jupyter data directory (put on JUPYTER_PATH by voila_config/voila.py) holding the
+#: page's Voila template, `TEMPLATE`: Voila's lab template that loads nothing from outside
+#: the server and lets a closed page shut its kernel down (see its index.html.j2).
+JUPYTER_DATA = HERE / "jupyter_data"
+TEMPLATE = "aqueduct"
 STARTUP_TIMEOUT_S = 60.0
 #: How long Voila has to stop with its kernels before they are killed.
 STOP_TIMEOUT_S = 2.0
