@@ -115,16 +115,16 @@ def free_port() -> int:
 def get(port: int, deadline: float) -> tuple[int | None, str]:
     """GET / of the server on `port`: (status, body), the body as far as it came by
     `deadline` (Voila streams the page while its notebook runs)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=max(1.0, deadline - time.monotonic()))
     try:
         connection.request("GET", "/")
         response = connection.getresponse()
         chunks: list[bytes] = []
-        while time.monotonic() < deadline:
+        while True:
             try:
                 chunk = response.read1(65536)
-            except TimeoutError:
-                continue
+            except TimeoutError:  # the deadline: what came so far
+                break
             if not chunk:
                 break
             chunks.append(chunk)
