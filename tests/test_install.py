@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support import REPO_ROOT, unavailable
@@ -162,10 +163,26 @@ def test_serve_serves_the_page(installed, demo):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, log.read_text(errors="replace")[-4000:]
     finally:
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """After a failure too: SIGTERM (serve stops Voila, which runs in a session of its
+    own), then SIGKILL to whatever of the tree is left."""
+    if process.poll() is not None:
+        return
+    tree: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        tree = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+    for leftover in tree:
+        with contextlib.suppress(psutil.Error):
+            leftover.kill()
 
 
 def test_pdf_snapshot(installed, demo):
