@@ -6,7 +6,6 @@ deployment configurations share, and a Voila process to start, wait for and stop
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -17,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
+
+import psutil
 
 from usage_lib.errors import UsageError
 
@@ -146,7 +147,10 @@ class VoilaProcess:
         process tree is left after `timeout` gets SIGKILL. Returns Voila's exit status.
         """
         if self.process.poll() is None:
-            tree = _descendants(self.process.pid)
+            try:
+                tree = psutil.Process(self.process.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                tree = []
             _signal_all(tree, signal.SIGTERM)
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -155,72 +159,19 @@ class VoilaProcess:
                 pass
             _signal_all(tree, signal.SIGKILL)
             if self.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.process.pid, signal.SIGKILL)  # Voila's session
+                self.process.kill()
             self.process.wait(timeout=10)
         if self.log is not None:
             shutil.rmtree(self.log.parent, ignore_errors=True)
         return self.process.returncode
 
 
-#: A process as (pid, start time): a pid alone may name another process once it ended.
-_Proc = tuple[int, str | None]
-
-
-def _descendants(pid: int) -> list[_Proc]:
-    """The processes under `pid` (children, theirs, ...), wherever their sessions."""
-    table = _process_table()
-    children: dict[int, list[int]] = {}
-    for child, (parent, _started) in table.items():
-        children.setdefault(parent, []).append(child)
-    found: list[_Proc] = []
-    stack = list(children.get(pid, ()))
-    while stack:
-        child = stack.pop()
-        found.append((child, table[child][1]))
-        stack.extend(children.get(child, ()))
-    return found
-
-
-def _process_table() -> dict[int, tuple[int, str | None]]:
-    """pid -> (parent pid, start time): from /proc on Linux, else from `ps`."""
-    table: dict[int, tuple[int, str | None]] = {}
-    proc = Path("/proc")
-    if (proc / "self" / "stat").exists():
-        for entry in proc.iterdir():
-            if entry.name.isdigit():
-                fields = _stat_fields(int(entry.name))
-                if fields is not None:
-                    table[int(entry.name)] = (int(fields[1]), fields[19])
-        return table
-    try:
-        listing = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return table
-    for line in listing.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            table[int(parts[0])] = (int(parts[1]), None)
-    return table
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat after the command name: state, ppid, ... (field 3 on)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2:].split()
-
-
-def _signal_all(processes: list[_Proc], signum: int) -> None:
-    for pid, started in processes:
-        if started is not None:
-            fields = _stat_fields(pid)
-            if fields is None or fields[19] != started or fields[0] == "Z":
-                continue  # ended (or ended and its pid reused)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signum)
+def _signal_all(processes: list[psutil.Process], signum: int) -> None:
+    """Signal those of `processes` still running (psutil checks a pid was not reused)."""
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                process.send_signal(signum)
 
 
 def start(env: Mapping[str, str], host: str = "127.0.0.1", port: int | None = None, *, quiet: bool = False) -> VoilaProcess:
