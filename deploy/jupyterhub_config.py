@@ -13,7 +13,7 @@
 
 from pathlib import Path
 
-from usage_lib.serving.voila_process import HARDENING, NOTEBOOK, command_line
+from usage_lib.serving.voila_process import NOTEBOOK, PAGE_OPTIONS, command_line, jupyter_path
 from usage_lib.settings import ENV_DB_URL, ENV_IDENTITY, ENV_ROUTER_CONFIG, ENV_TZ
 
 c = get_config()  # noqa: F821  (provided by JupyterHub)
@@ -27,7 +27,9 @@ c.Spawner.environment = {
     ENV_DB_URL: "postgresql://usage_ro@db.internal/aqueduct",
     ENV_ROUTER_CONFIG: "/etc/aqueduct/router.yaml",
     ENV_TZ: "Europe/Vienna",
+    # The page's template (no CDN, kernels shut down when a page closes) ships in the package.
+    "JUPYTER_PATH": jupyter_path(),
 }
-# Voila as a server extension of the single-user server, with the same hardening and
-# kernel culling as `usage-dashboard serve` (usage_lib/serving/voila_config/voila.py).
-c.Spawner.args = command_line(HARDENING)
+# Voila as a server extension of the single-user server, with the same template,
+# hardening and kernel culling as `usage-dashboard serve` (voila_config/voila.py).
+c.Spawner.args = command_line(PAGE_OPTIONS)

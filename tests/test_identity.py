@@ -4,12 +4,16 @@ in tests/test_e2e_identity.py)."""
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
 import pytest
 from tornado.httputil import HTTPHeaders
 from tornado.web import HTTPError
+
+from tests.support import REPO_ROOT
 
 from usage_lib.serving import identity
 from usage_lib.errors import UsageError
@@ -165,3 +169,25 @@ def test_query_for_round_trips():
     query = query_for(None, "1w", 5, 25)
     selection = selection_from_query(query, BASE)
     assert (selection.org, selection.span, selection.token, selection.top) == ("all", "1w", "5", "25")
+
+
+def test_jupyterhub_and_voila_configs_come_from_one_source(monkeypatch):
+    """deploy/jupyterhub_config.py hands Voila, as a server extension, the options
+    `serve` loads from voila_config/voila.py: template, theme, hardening, culling."""
+    from traitlets.config import Config
+    from voila.app import Voila
+
+    monkeypatch.setenv("AQUEDUCT_IDENTITY", "jupyterhub")
+    monkeypatch.setenv("JUPYTER_PATH", "")
+    served = Config()
+    exec((CONFIG_DIR / "voila.py").read_text(), {"get_config": lambda: served})
+    hub = Config()
+    exec((REPO_ROOT / "deploy" / "jupyterhub_config.py").read_text(), {"get_config": lambda: hub})
+    app = Voila()
+    app.parse_command_line(hub.Spawner.args)
+    for section in ("VoilaConfiguration", "MappingKernelManager"):
+        for name, value in app.config[section].items():
+            assert str(served[section][name]) == str(value), f"{section}.{name}"
+    assert app.config.VoilaConfiguration.template == "aqueduct"
+    assert hub.Spawner.environment["JUPYTER_PATH"].split(os.pathsep)[0] == os.environ["JUPYTER_PATH"].split(os.pathsep)[0]
+    assert (Path(hub.Spawner.notebook_dir) / Path(hub.Spawner.default_url).name).is_file()

@@ -6,6 +6,7 @@ deployment configurations share, and a Voila process to start, wait for and stop
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -34,9 +35,11 @@ STARTUP_TIMEOUT_S = 60.0
 #: How long Voila has to stop with its kernels before they are killed.
 STOP_TIMEOUT_S = 2.0
 
-#: What the page may show and do, for Voila alone (voila_config/voila.py) and for Voila
-#: as a JupyterHub server extension (deploy/jupyterhub_config.py) alike.
-HARDENING: dict[str, object] = {
+#: What the page is and may do, for Voila alone (voila_config/voila.py) and for Voila as
+#: a JupyterHub server extension (deploy/jupyterhub_config.py) alike.
+PAGE_OPTIONS: dict[str, object] = {
+    "VoilaConfiguration.template": TEMPLATE,
+    "VoilaConfiguration.theme": "light",
     # The page is the widgets only: no code, no tracebacks (errors are shown by the
     # dashboard as one readable line; tracebacks go to the server's log).
     "VoilaConfiguration.strip_sources": True,
@@ -51,6 +54,13 @@ HARDENING: dict[str, object] = {
     "MappingKernelManager.cull_interval": 60,
     "MappingKernelManager.cull_connected": False,
 }
+
+
+def jupyter_path(existing: str = "") -> str:
+    """A JUPYTER_PATH with the package's data directory (the page's template) first;
+    Voila looks templates up there when it starts and on every template file request."""
+    others = [path for path in existing.split(os.pathsep) if path and path != str(JUPYTER_DATA)]
+    return os.pathsep.join([str(JUPYTER_DATA), *others])
 
 
 def apply(config, options: Mapping[str, object]) -> None:

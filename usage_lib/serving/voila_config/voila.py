@@ -8,7 +8,7 @@ kernels inherit the server's.
 
 import os
 
-from usage_lib.serving.voila_process import HARDENING, JUPYTER_DATA, TEMPLATE, apply
+from usage_lib.serving.voila_process import PAGE_OPTIONS, apply, jupyter_path
 from usage_lib.serving.voila_hooks import may_preheat, prelaunch_hook
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
@@ -25,15 +25,9 @@ c.Voila.port_retries = 0
 # -- what the page shows, and kernel culling (shared with deploy/jupyterhub_config.py) ----
 # The page's template (usage_lib/serving/jupyter_data/voila/templates/aqueduct): Voila's
 # lab template, less its links to a public CDN, plus the `_xsrf` cookie that Voila's
-# kernel shutdown on page close needs. Voila looks templates up on JUPYTER_PATH (when it
-# starts and on every template static file request), so the package's directory goes first.
-os.environ["JUPYTER_PATH"] = os.pathsep.join(
-    [str(JUPYTER_DATA)]
-    + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != str(JUPYTER_DATA)]
-)
-c.VoilaConfiguration.template = TEMPLATE
-c.VoilaConfiguration.theme = "light"
-apply(c, HARDENING)
+# kernel shutdown on page close needs.
+os.environ["JUPYTER_PATH"] = jupyter_path(os.environ.get("JUPYTER_PATH", ""))
+apply(c, PAGE_OPTIONS)
 # Cells tagged "voila-hidden" (the notes for data scientists) are left out of the page.
 c.TagRemovePreprocessor.enabled = True
 c.TagRemovePreprocessor.remove_cell_tags = {"voila-hidden"}
