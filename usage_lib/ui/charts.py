@@ -42,12 +42,6 @@ PARTIAL = "#a5b4fc"
 AXIS_COLOR = "#64748b"
 GRID_COLOR = "#e2e8f0"
 
-#: Added to the page's stylesheet (dashboard.py): axis titles about as small as the
-#: ticks (bqplot's default is 14px), through bqplot's own variable.
-CHART_CSS = """
-.aq-dashboard .aq-chart { --bq-axislabel-font: 500 11.5px sans-serif; }
-"""
-
 TIMESERIES_HEIGHT = 260
 MODEL_ROW_HEIGHT = 30
 MODEL_CHART_PADDING = 72
@@ -186,7 +180,7 @@ class HoverTip:
             return ""
         title, count = self.rows[index]
         note = self.notes.get(index)
-        note_html = f'<div class="aq-tip-note" style="color:#c7d2fe">{html.escape(note)}</div>' if note else ""
+        note_html = f'<div class="aq-tip-note">{html.escape(note)}</div>' if note else ""
         return (
             f'<div class="aq-tip-title">{html.escape(title)}</div>'
             f'<div class="aq-tip-count"><b>{count:,}</b> {self.noun}</div>'

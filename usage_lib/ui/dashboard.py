@@ -53,12 +53,10 @@ STYLESHEET_PATH = Path(__file__).with_name("dashboard.css")
 
 #: The Failed Requests tile's count and its share side by side (wrapping under a long
 #: count), the share small and muted. Inline: the page's and the snapshots' markup alike.
-TILE_FIGURE_STYLE = "display:flex;flex-wrap:wrap;align-items:baseline;column-gap:8px;row-gap:2px;min-width:0"
-TILE_SHARE_STYLE = "font-size:12px;font-weight:500;color:#64748b;white-space:nowrap;font-variant-numeric:tabular-nums"
 
 
 def _stylesheet() -> str:
-    return f"<style>{STYLESHEET_PATH.read_text(encoding='utf-8')}{charts.CHART_CSS}</style>"
+    return f"<style>{STYLESHEET_PATH.read_text(encoding='utf-8')}</style>"
 
 
 Compute = Callable[..., Usage]
@@ -233,8 +231,8 @@ class Dashboard:
         value_html = f'<div class="aq-tile-value" style="--aq-len: {max(len(value), 1)}">{html.escape(value)}</div>'
         if share is not None:
             value_html = (
-                f'<div class="aq-tile-figure" style="{TILE_FIGURE_STYLE}">{value_html}'
-                f'<div class="aq-tile-share" style="{TILE_SHARE_STYLE}">{html.escape(share)}</div></div>'
+                f'<div class="aq-tile-figure">{value_html}'
+                f'<div class="aq-tile-share">{html.escape(share)}</div></div>'
             )
         return f'<div class="aq-tile-label">{html.escape(label)}</div>{value_html}'
 
