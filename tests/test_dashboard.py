@@ -684,3 +684,14 @@ def test_a_restored_address_is_checked_like_any_request(open_dashboard):
     assert dashboard.usage.scope.org.id == ACME and dashboard.usage.scope.token is None
     assert dashboard.usage.window.span == "1w" and dashboard.usage.top_k == 10
     assert dashboard.address.query == f"org={ACME}&span=1w&top=10"  # the address says what is shown
+
+
+def test_the_org_row_without_an_org_says_why_it_does_not_open(open_dashboard):
+    from usage_lib.render.labels import NO_ORG_HINT
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    table = dashboard.table
+    hints = {row.texts["name"]: table.hint_for(row) for row in table.displayed_rows()}
+    assert hints.pop(formatting.NA) == NO_ORG_HINT
+    assert set(hints.values()) == {None}
+    assert html.escape(NO_ORG_HINT, quote=True) in table.body.value

@@ -28,6 +28,7 @@ SERVICE_ACCOUNT_BADGE = "Service Account"
 EMPTY_TEXT = "No data available."
 #: The hover text of a token row the viewer may not open (SPEC §3 drill-down).
 CLOSED_TOKEN_HINT = "Only the token's owner, its team and org admins can open this token"
+NO_ORG_HINT = "Tokens whose owner has no profile belong to no organization: there is nothing to open"
 
 #: Under the Failed Requests tile's count: its share of all requests.
 FAILED_SHARE = "{share} of total"

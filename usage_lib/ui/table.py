@@ -21,7 +21,7 @@ import pandas as pd
 
 from usage_lib.render import formatting
 from usage_lib.render.labels import (
-    CLOSED_TOKEN_HINT, EMPTY_TEXT, SERVICE_ACCOUNT_BADGE, TOP_COLUMNS as COLUMNS, Column, cell_text,
+    CLOSED_TOKEN_HINT, EMPTY_TEXT, NO_ORG_HINT, SERVICE_ACCOUNT_BADGE, TOP_COLUMNS as COLUMNS, Column, cell_text,
 )
 
 ASCENDING, DESCENDING = "\u25b2", "\u25bc"  # the arrows shown in a sorted header
@@ -193,10 +193,13 @@ class TopTable:
                 button.remove_class("aq-sorted")
 
     def hint_for(self, row: Row) -> str | None:
-        """Why a row does not open, shown when it is hovered: only for token rows the
-        viewer may not open (org rows without an org and user_id rows open nothing)."""
+        """Why a row does not open, shown when it is hovered: token rows the viewer may
+        not open, and the org row of tokens whose owner has no org (user_id rows are the
+        last level: nothing to open, nothing to explain)."""
         if self.kind == "token" and not row.can_open:
             return CLOSED_TOKEN_HINT
+        if self.kind == "org" and not row.can_open:
+            return NO_ORG_HINT
         return None
 
     def _cells_html(self, row: Row, hint: str | None = None) -> str:
