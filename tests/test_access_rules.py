@@ -7,6 +7,8 @@ Every test runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from tests.support.gateway import NOW, build_tiny_org
@@ -226,3 +228,18 @@ def test_refused_choices_are_logged(tiny, caplog):
         compute_usage(db, "ursula", Selection(now=NOW, org="all", token=org.tokens["bert"]))
     assert "ursula@example.org (user)" in caplog.text
     assert "not open" in caplog.text and "ignored" in caplog.text
+
+
+@pytest.mark.parametrize("viewer, selection, expected", [
+    ("root", {"org": "all"}, EVERYTHING),
+    ("olga", {}, ACME),
+    ("olga", {"org": "all"}, ACME),            # refused: her own org, in the range too
+    ("ursula", {}, URSULA),
+    ("bert", {}, BETA),                        # he created every Beta token, ml-bot's too
+])
+def test_a_custom_range_keeps_each_roles_reach(tiny, viewer, selection, expected):
+    org, db = tiny
+    at = NOW - timedelta(hours=1)              # every request of the tiny org
+    assert total(db, viewer, **selection) == expected
+    assert total(db, viewer, start=at, end=at + timedelta(minutes=1), **selection) == expected
+    assert total(db, viewer, start=at - timedelta(hours=1), end=at, **selection) == 0

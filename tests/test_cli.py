@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
 
 from tests.support.gateway import GatewayBuilder, build_tiny_org
+from usage_lib import Selection, compute_usage, open_database
 from usage_lib.gateway.db import database_url as db_url
 
 NOW = "2026-11-24T12:00:00+00:00"
@@ -113,7 +115,7 @@ def test_errors_are_one_line_without_traceback(tiny_url, args, message):
 
 
 def test_bad_span_is_refused_by_the_command_line(tiny_url):
-    result = run("report", "--db", tiny_url.url, "--viewer", "root", "--span", "1m")
+    result = run("report", "--db", tiny_url.url, "--viewer", "root", "--span", "1y")
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
@@ -139,3 +141,51 @@ def test_a_csv_snapshot_names_every_file_it_writes(tiny_url, tmp_path):
     names = ["week.csv", "week.timeseries.csv", "week.models.csv", "week.summary.csv"]
     assert written == [str(tmp_path / name) for name in names]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+
+
+def test_month_span(tiny_url):
+    data = report(tiny_url, "--viewer", "olga", "--span", "1m")
+    assert data["scope"]["span"] == "1m" and data["scope"]["window_start"] == "2026-10-25T12:00:00+00:00"
+    assert data["metrics"]["total_requests"] == ACME
+    assert len(data["timeseries"]) == 31 and data["timeseries"][-1]["requests"] == ACME
+
+
+def test_custom_range_gives_the_librarys_json(tiny_url):
+    # Offset-less times are read in --tz: 11:30 to 12:30 in Vienna holds the requests at 11:00 UTC.
+    data = report(tiny_url, "--viewer", "olga", "--tz", "Europe/Vienna",
+                  "--start", "2026-11-24T11:30", "--end", "2026-11-24T12:30")
+    db = open_database(tiny_url.url)
+    try:
+        selection = Selection(tz="Europe/Vienna", now=datetime.fromisoformat(NOW),
+                              start="2026-11-24T11:30", end="2026-11-24T12:30")
+        expected = compute_usage(db, "olga", selection).to_json()
+    finally:
+        db.close()
+    assert data == json.loads(json.dumps(expected))
+    scope = data["scope"]
+    assert (scope["span"], scope["window_start"], scope["window_end"]) == (
+        "custom", "2026-11-24T11:30:00+01:00", "2026-11-24T12:30:00+01:00")
+    assert data["metrics"]["total_requests"] == ACME
+    assert len(data["timeseries"]) == 60       # one hour: minute buckets
+
+
+def test_custom_range_in_the_text_report(tiny_url):
+    result = run("report", "--db", tiny_url.url, "--now", NOW, "--viewer", "olga",
+                 "--start", "2026-11-24T10:00+00:00", "--end", "2026-11-24T12:00+00:00")
+    assert result.returncode == 0, result.stderr
+    assert "2026-11-24 10:00:00 to 2026-11-24 12:00:00 (UTC)" in result.stdout
+    assert "Requests over time (per minute, UTC)" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--start", "2026-11-24T10:00"], "usage-dashboard: a custom range needs both start and end"),
+    (["--start", "noon", "--end", "2026-11-24T12:00"], "usage-dashboard: start: not an ISO 8601 time: 'noon'"),
+    (["--start", "2026-11-24T11:00", "--end", "2026-11-24T10:00"], "is not before its end"),
+    (["--start", "2026-11-24T11:00", "--end", "2026-11-24T11:00:30"], "is shorter than a minute"),
+    (["--start", "2026-11-24T11:00", "--end", "2026-11-24T12:01"], "after now (2026-11-24T12:00:00+00:00)"),
+])
+def test_custom_range_errors_are_one_line(tiny_url, args, message):
+    result = run("report", "--db", tiny_url.url, "--now", NOW, "--viewer", "olga", *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

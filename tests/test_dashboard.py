@@ -695,3 +695,45 @@ def test_the_org_row_without_an_org_says_why_it_does_not_open(open_dashboard):
     assert hints.pop(formatting.NA) == NO_ORG_HINT
     assert set(hints.values()) == {None}
     assert html.escape(NO_ORG_HINT, quote=True) in table.body.value
+
+
+def test_a_custom_range_from_the_address_is_shown_and_a_preset_replaces_it(open_dashboard):
+    from urllib.parse import parse_qs
+
+    from usage_lib.ui.charts import PRIMARY
+
+    custom = "org=all&start=2026-11-20T00:00:00%2B00:00&end=2026-11-23T00:00:00%2B00:00&top=100"
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1d"))
+    address = dashboard.address
+    assert "1m" in dashboard.span_toggle.options
+    address._on_message(address, {"popstate": custom}, [])  # Back to a custom range
+    usage = dashboard.usage
+    assert dashboard.error is None and usage.window.span == "custom"
+    assert dashboard.span_toggle.value is None  # no preset selected
+    assert parse_qs(address.query) == parse_qs(custom) and "span" not in address.query
+    db_usage = compute_usage(
+        dashboard._db, DEMO_ADMIN_EMAIL,
+        Selection(org="all", tz="UTC", now=DEMO_NOW, start="2026-11-20T00:00+00:00", end="2026-11-23T00:00+00:00"),
+        models=dashboard._models,
+    )
+    assert dashboard.tile_texts() == expected_tiles(db_usage.metrics.as_dict())
+    chart = dashboard.timeseries_chart
+    assert len(chart.bars.x) == 3 and list(chart.bars.colors) == [PRIMARY] * 3  # three whole days
+    assert "2026-11-20 00:00:00 to 2026-11-23 00:00:00 (UTC)" in html.unescape(dashboard.as_of.value)
+    dashboard.refresh()  # the adopted range (aware datetimes) asks for the same view
+    assert dashboard.usage.window.until == usage.window.until and parse_qs(address.query) == parse_qs(custom)
+
+    dashboard.span_toggle.value = "1m"  # a preset replaces the range
+    assert dashboard.usage.window.span == "1m" and len(chart.bars.x) == 31
+    assert address.query == "org=all&span=1m&top=100"
+    assert dashboard.selection.start is None and dashboard.selection.end is None
+
+
+def test_a_bad_range_in_the_address_is_an_error_a_preset_recovers_from(open_dashboard):
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", start="2026-11-23", end="2026-11-20"))
+    assert dashboard.usage is None
+    assert dashboard.error == ("the range's start 2026-11-23T00:00:00+00:00 is not before its end "
+                               "2026-11-20T00:00:00+00:00")
+    assert dashboard.span_toggle.value is None
+    dashboard.span_toggle.value = "1w"
+    assert dashboard.error is None and dashboard.usage.window.span == "1w"

@@ -129,7 +129,7 @@ def test_url_naming_another_orgs_token_is_ignored(browser, voila_server, demo_ga
     assert f"token {token} is not a token of" in server_log(voila_server)
 
 
-@pytest.mark.parametrize("query", ["org=abc&span=1m&token=x1&top=7", "span=%00&org=-1"])
+@pytest.mark.parametrize("query", ["org=abc&span=1y&token=x1&top=7", "span=%00&org=-1"])
 def test_garbage_url_values_fall_back(browser, voila_server, demo_gateway, capsys, query):
     page = open_page(browser, voila_server, DEMO_ADMIN_EMAIL, query=query)
     try:

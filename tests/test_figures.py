@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.gateway import NOW
 from usage_lib import Selection, compute_usage, open_database
+from usage_lib.errors import UsageError
 
 CONFIG = ("gpt-4o", "claude", "embed-small", "never-used")
 US = timedelta(microseconds=1)
@@ -89,7 +90,7 @@ def test_empty_window_gives_zeros_everywhere(one_token):
     assert usage.top.empty
 
 
-@pytest.mark.parametrize("span, buckets", [("1h", 61), ("1d", 25), ("1w", 8)])
+@pytest.mark.parametrize("span, buckets", [("1h", 61), ("1d", 25), ("1w", 8), ("1m", 31)])
 def test_bucket_counts_per_span_in_utc(one_token, span, buckets):
     g, _ = one_token
     usage = usage_of(g, span=span, now=NOW + timedelta(minutes=7, seconds=3))
@@ -347,7 +348,7 @@ def test_json_report_follows_the_contract(one_token):
     assert data["scope"] == {
         "viewer": "root@example.org", "role": "admin", "org": {"id": 1, "name": "Acme"},
         "span": "1d", "token": None, "now": "2026-11-24T12:00:00+00:00",
-        "window_start": "2026-11-23T12:00:00+00:00", "tz": "UTC",
+        "window_start": "2026-11-23T12:00:00+00:00", "window_end": None, "tz": "UTC",
     }
     assert data["timeseries"][0] == {"bucket": "2026-11-23T12:00:00+00:00", "requests": 0}
     row = data["top"]["rows"][0]
@@ -390,3 +391,162 @@ def test_groups_hold_the_sums_per_model_and_key(one_token):
     assert groups.loc["gpt-4o", ["requests", "failed", "input_tokens", "output_tokens", "completion_ms_sum",
                                  "completion_n"]].tolist() == [3, 0, 21, 3, 300, 3]
     assert groups.loc["embed-small", ["requests", "failed", "embedding_ms_sum", "embedding_n"]].tolist() == [2, 2, 80, 2]
+
+
+# --- 1m and custom ranges (issue 13, item 5) -------------------------------------------
+
+
+def test_month_counts_thirty_days_back_without_upper_bound_in_31_daily_buckets(one_token):
+    g, token = one_token
+    start = NOW - timedelta(days=30)                      # 2026-10-25 12:00 UTC
+    g.request(token, start - US, count=1)                 # out
+    g.request(token, start, count=2)                      # first day, partial
+    g.request(token, NOW - timedelta(hours=1), count=4)   # today
+    g.request(token, NOW + timedelta(days=2), count=8)    # after now: counts, no bucket
+    usage = usage_of(g, span="1m")
+    series = usage.timeseries
+    assert usage.metrics.total_requests == 2 + 4 + 8
+    # Days Oct 25 .. Nov 24: 7 + 24 = 31 buckets, the first partial.
+    assert len(series) == 31
+    assert series["bucket"].iloc[0] == datetime(2026, 10, 25, tzinfo=timezone.utc)
+    assert series["bucket"].iloc[-1] == datetime(2026, 11, 24, tzinfo=timezone.utc)
+    assert list(series["requests"].iloc[[0, -1]]) == [2, 4] and series["requests"].sum() == 6
+    scope = usage.to_json()["scope"]
+    assert (scope["span"], scope["window_start"], scope["window_end"]) == ("1m", "2026-10-25T12:00:00+00:00", None)
+
+
+def test_custom_range_is_half_open(one_token):
+    g, token = one_token
+    start, end = NOW - timedelta(days=3), NOW - timedelta(days=1)   # Nov 21 12:00 .. Nov 23 12:00
+    g.request(token, start - US, count=1)                 # before: out
+    g.request(token, start, count=2)                      # exactly at start: in
+    g.request(token, end - US, count=4)                   # 1 µs before end: in
+    g.request(token, end, count=8)                        # exactly at end: out
+    g.request(token, end, count=16, long_form=True)       # same, "...:00.000000" on SQLite: out
+    g.request(token, NOW, count=32)                       # after the range: out
+    usage = usage_of(g, start=start, end=end)
+    assert usage.metrics.total_requests == 2 + 4
+    assert sum(usage.models["requests"]) == 6 and usage.top["requests"].sum() == 6
+    # 48 hours exactly: hourly buckets, 21 12:00 .. 23 11:00 (the bucket of 23 12:00 is not in it).
+    series = usage.timeseries
+    assert len(series) == 48
+    assert series["bucket"].iloc[0] == start and series["bucket"].iloc[-1] == end - timedelta(hours=1)
+    assert list(series["requests"].iloc[[0, -1]]) == [2, 4] and series["requests"].sum() == 6
+
+
+def test_custom_range_with_microseconds_and_partial_buckets(one_token):
+    g, token = one_token
+    start = NOW - timedelta(hours=1, minutes=30, microseconds=-250000)   # 10:30:00.25
+    end = NOW - timedelta(minutes=30, seconds=-30)                        # 11:30:30
+    g.request(token, start.replace(microsecond=0), count=1)   # short form, before start
+    g.request(token, start, count=2)
+    g.request(token, end - timedelta(seconds=1), count=4)     # 11:30:29, short form, in
+    g.request(token, end, count=8)                            # short form, at end: out
+    usage = usage_of(g, start=start, end=end)
+    assert usage.metrics.total_requests == 6
+    series = usage.timeseries                                 # minutes 10:30 .. 11:30
+    assert len(series) == 61 and list(series["requests"].iloc[[0, -1]]) == [2, 4]
+    assert usage.window.edges[-1] == NOW - timedelta(minutes=29)
+
+
+@pytest.mark.parametrize("length, unit, buckets", [
+    (timedelta(hours=2), "minute", 120),
+    (timedelta(hours=2, minutes=1), "hour", 3),
+    (timedelta(days=2), "hour", 48),
+    (timedelta(days=2, hours=1), "day", 3),
+    (timedelta(minutes=1), "minute", 1),
+])
+def test_custom_range_bucket_unit_by_length(one_token, length, unit, buckets):
+    g, token = one_token
+    end = datetime(2026, 11, 24, 0, 0, tzinfo=timezone.utc)   # a midnight: every bucket is whole
+    g.request(token, end - length, count=1)
+    g.request(token, end - US, count=2)
+    usage = usage_of(g, start=end - length, end=end)
+    assert usage.window.spec.bucket_unit == unit
+    assert len(usage.timeseries) == buckets
+    assert usage.timeseries["requests"].sum() == 3
+    assert usage.to_json()["scope"]["span"] == "custom"
+
+
+def test_custom_range_without_offset_is_read_in_the_zone(one_token):
+    g, token = one_token
+    vienna = ZoneInfo("Europe/Vienna")
+    g.request(token, datetime(2026, 11, 20, 0, 0, tzinfo=vienna) - US, count=1)   # 19 Nov 22:59:59.999999 UTC
+    g.request(token, datetime(2026, 11, 20, 0, 0, tzinfo=vienna), count=2)        # 19 Nov 23:00 UTC
+    g.request(token, datetime(2026, 11, 22, 23, 59, tzinfo=vienna), count=4)
+    g.request(token, datetime(2026, 11, 23, 0, 0, tzinfo=vienna), count=8)        # end: out
+    usage = usage_of(g, tz="Europe/Vienna", start="2026-11-20T00:00", end="2026-11-23")
+    assert usage.metrics.total_requests == 2 + 4
+    series = usage.timeseries                                # 3 days: daily buckets on Vienna's clock
+    assert [b.isoformat() for b in series["bucket"]] == [
+        "2026-11-20T00:00:00+01:00", "2026-11-21T00:00:00+01:00", "2026-11-22T00:00:00+01:00",
+    ]
+    assert list(series["requests"]) == [2, 0, 4]
+    scope = usage.to_json()["scope"]
+    assert scope["window_start"] == "2026-11-20T00:00:00+01:00"
+    assert scope["window_end"] == "2026-11-23T00:00:00+01:00"
+    assert scope["now"] == "2026-11-24T13:00:00+01:00"
+
+
+@pytest.mark.parametrize("start, end, message", [
+    ("yesterday", "2026-11-24T00:00+00:00", "start: not an ISO 8601 time: 'yesterday' (e.g. 2026-11-24T12:00 or 2026-11-24T12:00+01:00)"),
+    ("2026-11-23T00:00+00:00", "2026-11-24T25:00", "end: not an ISO 8601 time: '2026-11-24T25:00' (e.g. 2026-11-24T12:00 or 2026-11-24T12:00+01:00)"),
+    ("2026-11-24T00:00+00:00", "2026-11-24T00:00+00:00",
+     "the range's start 2026-11-24T00:00:00+00:00 is not before its end 2026-11-24T00:00:00+00:00"),
+    ("2026-11-24T01:00+00:00", "2026-11-24T00:00+00:00",
+     "the range's start 2026-11-24T01:00:00+00:00 is not before its end 2026-11-24T00:00:00+00:00"),
+    ("2026-11-24T00:00:00+00:00", "2026-11-24T00:00:59.999999+00:00",
+     "the range 2026-11-24T00:00:00+00:00 to 2026-11-24T00:00:59.999999+00:00 is shorter than a minute"),
+    ("2026-11-24T00:00+00:00", "2026-11-24T12:00:00.000001+00:00",
+     "the range ends at 2026-11-24T12:00:00.000001+00:00, after now (2026-11-24T12:00:00+00:00)"),
+    ("2026-11-24T00:00+00:00", None, "a custom range needs both start and end"),
+    (None, "2026-11-24T00:00+00:00", "a custom range needs both start and end"),
+])
+def test_custom_range_errors_are_one_line(one_token, start, end, message):
+    g, _ = one_token
+    with pytest.raises(UsageError) as caught:
+        usage_of(g, start=start, end=end)
+    assert str(caught.value) == message
+
+
+def test_custom_range_may_end_exactly_now_and_presets_keep_their_window(one_token):
+    g, token = one_token
+    g.request(token, NOW - US, count=1)
+    g.request(token, NOW, count=2)
+    assert usage_of(g, start=NOW - timedelta(hours=1), end=NOW).metrics.total_requests == 1
+    # The same hour as the 1h preset: that one has no upper bound.
+    assert usage_of(g, span="1h").metrics.total_requests == 3
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Vienna", "Asia/Kolkata"])
+def test_custom_ranges_count_like_a_plain_python_filter(one_token, tz):
+    """A property, on seeded random data: for random ranges (a minute to a week, either
+    side of the bucket thresholds, any microsecond), the total is the number of rows with
+    start <= t < end, and every one of them is in the chart, in the bucket holding it."""
+    import random
+
+    g, token = one_token
+    rng = random.Random(13)
+    back = timedelta(days=14)
+    stamps = [NOW - back * rng.random() for _ in range(60)]                    # any microsecond
+    stamps += [NOW - timedelta(hours=rng.randrange(24 * 14)) for _ in range(20)]  # round hours
+    for stamp in stamps:
+        g.request(token, stamp)
+    lengths = [timedelta(minutes=1), timedelta(hours=2), timedelta(hours=2, microseconds=1),
+               timedelta(days=2), timedelta(days=2, seconds=1), timedelta(days=7)]
+    checked = 0
+    for length in lengths * 2:
+        length += timedelta(seconds=rng.randrange(2) * rng.randrange(3600))
+        end = NOW - back / 2 * rng.random()
+        start = end - length
+        usage = usage_of(g, tz=tz, start=start, end=end)
+        inside = [stamp for stamp in stamps if start <= stamp < end]
+        assert usage.metrics.total_requests == len(inside)
+        starts = list(usage.timeseries["bucket"])
+        assert starts[0] <= start and starts[-1] < end <= usage.window.end
+        expected = [0] * len(starts)
+        for stamp in inside:
+            expected[max(i for i, bucket in enumerate(starts) if bucket <= stamp)] += 1
+        assert list(usage.timeseries["requests"]) == expected
+        checked += len(inside)
+    assert checked > 20

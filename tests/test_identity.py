@@ -6,7 +6,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from datetime import datetime
 from types import SimpleNamespace
+from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
 
 import nbformat
 import pytest
@@ -18,6 +21,7 @@ from tests.support import REPO_ROOT
 from usage_lib.serving import identity
 from usage_lib.errors import UsageError
 from usage_lib.core.usage import Selection
+from usage_lib.core.spans import parse_time, range_window
 from usage_lib.core.urlstate import query_for, selection_from_query
 from usage_lib.serving.voila_process import CONFIG_DIR
 from usage_lib.serving.voila_hooks import may_preheat, prelaunch_hook
@@ -160,7 +164,7 @@ def test_url_identity_is_ignored_and_logged(caplog):
 
 
 def test_garbage_url_values_fall_back_when_normalised():
-    selection, notes = selection_from_query("span=1m&top=7&org=abc&token=x1", BASE).normalised()
+    selection, notes = selection_from_query("span=1y&top=7&org=abc&token=x1", BASE).normalised()
     assert (selection.span, selection.top) == ("1d", 100)
     assert len(notes) == 2
 
@@ -169,6 +173,45 @@ def test_query_for_round_trips():
     query = query_for(None, "1w", 5, 25)
     selection = selection_from_query(query, BASE)
     assert (selection.org, selection.span, selection.token, selection.top) == ("all", "1w", "5", "25")
+
+
+def test_month_span_is_a_url_preset():
+    selection, notes = selection_from_query("span=1m", BASE).normalised()
+    assert (selection.span, notes) == ("1m", ())
+
+
+def test_query_for_a_custom_range_round_trips_start_and_end_instead_of_span():
+    vienna = ZoneInfo("Europe/Vienna")
+    start, end = datetime(2026, 11, 20, tzinfo=vienna), datetime(2026, 11, 23, 12, 30, tzinfo=vienna)
+    query = query_for("all", "1w", None, 10, start, end)
+    assert parse_qs(query) == {"org": ["all"], "start": ["2026-11-20T00:00:00+01:00"],
+                               "end": ["2026-11-23T12:30:00+01:00"], "top": ["10"]}
+    selection = selection_from_query(query, BASE)
+    assert selection.custom and (selection.org, selection.top) == ("all", "10")
+    assert parse_time(selection.start, vienna, "start") == start
+    assert parse_time(selection.end, vienna, "end") == end
+    # Back to a preset: no range in the query, none in the selection.
+    again = selection_from_query(query_for("all", "1w", None, 10), selection)
+    assert (again.span, again.start, again.end) == ("1w", None, None)
+
+
+@pytest.mark.parametrize("typed, read", [
+    ("2026-11-20T00:00+01:00", "2026-11-20T00:00+01:00"),           # '+' unencoded: a space
+    ("2026-11-20T00:00:00.5+01:00", "2026-11-20T00:00:00.5+01:00"),
+    ("2026-11-20T00:00%2B01:00", "2026-11-20T00:00+01:00"),           # encoded: as given
+    ("2026-11-20 00:00", "2026-11-20 00:00"),                         # a space as the separator
+    ("2026-11-20T00:00-05:00", "2026-11-20T00:00-05:00"),
+])
+def test_url_range_times_are_taken_as_typed_with_an_unencoded_plus_restored(typed, read):
+    selection = selection_from_query(f"start={typed}&end=2026-11-21", BASE)
+    assert (selection.start, selection.end) == (read, "2026-11-21")
+
+
+def test_url_range_with_one_end_only_is_passed_on_for_the_core_to_refuse():
+    selection = selection_from_query("span=1h&start=2026-11-20", BASE)
+    assert selection.custom and (selection.start, selection.end) == ("2026-11-20", None)
+    with pytest.raises(UsageError, match="needs both start and end"):
+        range_window(selection.start, selection.end, datetime(2026, 11, 24, tzinfo=ZoneInfo("UTC")), ZoneInfo("UTC"))
 
 
 def test_jupyterhub_and_voila_configs_come_from_one_source(monkeypatch):

@@ -16,6 +16,7 @@ import json
 import re
 import struct
 import zipfile
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -143,6 +144,25 @@ def test_json_is_the_report(tiny, reports, role, capsys):
     report_argv[0:1] = ["report"]
     assert main(report_argv + ["--format", "json"]) == 0
     assert capsys.readouterr().out == out.read_text()
+
+
+def test_json_and_csv_of_a_custom_range(tiny, capsys):
+    # The tricky token's two requests (30 minutes before now) are in; the rest (an hour before) not.
+    out = tiny.folder / "range.json"
+    window = ["--start", (NOW - timedelta(minutes=45)).isoformat(), "--end", NOW.isoformat()]
+    assert main(argv(tiny, "user", out) + window) == 0
+    data = json.loads(out.read_text())
+    assert (data["scope"]["span"], data["scope"]["window_end"]) == ("custom", NOW.isoformat())
+    assert data["metrics"]["total_requests"] == 2 and len(data["timeseries"]) == 45
+    settings, selection = settings_for(tiny, "user")
+    selection = replace(selection, start=NOW - timedelta(minutes=45), end=NOW)
+    assert data == settings.compute(selection, ROLES["user"][0]).to_json()
+    csv_out = tiny.folder / "range.csv"
+    assert main(argv(tiny, "user", csv_out) + window) == 0
+    summary = {line["key"]: line["value"] for line in read_csv(Path(f"{tiny.folder}/range.summary.csv").read_bytes())}
+    assert (summary["span"], summary["window_start"], summary["window_end"]) == (
+        "custom", data["scope"]["window_start"], NOW.isoformat())
+    capsys.readouterr()
 
 
 # -- CSV ------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--viewer", required=True, help="the gateway user looking: email or username")
     parser.add_argument("--org", default=None, help="all, or an org id or name (global admins only; others get their own org)")
     parser.add_argument("--span", default=DEFAULT_SPAN, choices=list(SPANS))
+    # Checked by the core (spans.range_window), as a range from a page's URL is.
+    parser.add_argument("--start", default=None, help="custom range start, ISO 8601 (no offset: in --tz); with --end, replaces --span")
+    parser.add_argument("--end", default=None, help="custom range end (excluded), ISO 8601, not after --now")
     parser.add_argument("--token", default=None, help="a token id of the org (ignored when it does not fit)")
     parser.add_argument("--top", type=int, default=DEFAULT_TOP, choices=list(TOP_CHOICES))
     parser.add_argument("--tz", default="UTC", help="IANA time zone of the chart buckets")
@@ -49,7 +52,8 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> tuple[Settings, Selection]:
     view = Selection(tz=args.tz, now=args.now)
     settings = Settings(db_url=args.db, router_config=args.router_config, viewer=args.viewer, view=view)
-    return settings, settings.select(org=args.org, span=args.span, token=args.token, top=args.top)
+    return settings, settings.select(org=args.org, span=args.span, token=args.token, top=args.top,
+                                     start=args.start, end=args.end)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

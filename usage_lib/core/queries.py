@@ -200,6 +200,7 @@ class _Shape:
     reach_email: bool  # requests of listed tokens whose user_id is the viewer's email
     everything: bool
     token: bool  # one token selected
+    bounded: bool  # a custom range: `timestamp < end` too
 
 
 def usage_query(
@@ -209,7 +210,8 @@ def usage_query(
     models: Sequence[str] | None,
 ) -> tuple[Select, dict[str, object]]:
     """The usage statement and its parameters: one pass over the window, counts and sums
-    per (model, key), and bucket counts.
+    per (model, key), and bucket counts. The window is `timestamp >= start`, and for a
+    custom range also `timestamp < end` (`window.until`).
 
     The key is the token id, or the `user_id` when a token is selected below an org.
     `models` restricts to the configured models; None counts every request.
@@ -248,8 +250,11 @@ def usage_query(
         reach_email=not reach.everything and bool(reach.email and reach.email_token_ids),
         everything=reach.everything,
         token=scope.token is not None,
+        bounded=window.until is not None,
     )
     params: dict[str, object] = {"start": db.timestamp_bound(window.start).value}
+    if window.until is not None:
+        params["end"] = db.timestamp_bound(window.until).value
     for index, edge in enumerate(window.edges):
         params[f"edge_{index}"] = db.timestamp_bound(edge).value
     if models:
@@ -285,6 +290,8 @@ def _usage_template(shape: _Shape) -> Select:
     model_column = _no_affinity(request.c.model) if sqlite else request.c.model
     user_id_column = _no_affinity(request.c.user_id) if sqlite else request.c.user_id
     conditions = [request.c.timestamp >= bindparam("start", type_=stamp)]
+    if shape.bounded:  # custom ranges only: presets have no upper bound (the gateway's page)
+        conditions.append(request.c.timestamp < bindparam("end", type_=stamp))
     if shape.models is not None:
         conditions.append(
             model_column.in_(bindparam("models", expanding=True, type_=String())) if shape.models else false()

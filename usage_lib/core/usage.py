@@ -22,7 +22,7 @@ from usage_lib.core import access, queries
 from usage_lib.core.access import Catalogue, Scope
 from usage_lib.gateway.db import Database
 from usage_lib.errors import UsageError
-from usage_lib.core.spans import DEFAULT_SPAN, SPANS, Window, window, zone
+from usage_lib.core.spans import DEFAULT_SPAN, SPANS, Window, range_window, window, zone
 
 log = logging.getLogger("usage_lib.core.usage")
 
@@ -36,7 +36,12 @@ NO_USER_ID_NOTICE = (
 
 @dataclass(frozen=True)
 class Selection:
-    """What a viewer asks to see. Anything that does not fit falls back (see `normalised`)."""
+    """What a viewer asks to see. Anything that does not fit falls back (see `normalised`).
+
+    `start` and `end` (both or neither; datetimes or ISO 8601 text, read in `tz` when
+    without an offset) ask for the custom range `start <= timestamp < end` instead of
+    `span`; a malformed or impossible range is a `UsageError` (`spans.range_window`).
+    """
 
     org: object = None
     span: str = DEFAULT_SPAN
@@ -44,12 +49,19 @@ class Selection:
     top: int = DEFAULT_TOP
     tz: str = "UTC"
     now: datetime | None = None
+    start: datetime | str | None = None
+    end: datetime | str | None = None
+
+    @property
+    def custom(self) -> bool:
+        """A custom range is asked for (`start` or `end` given)."""
+        return self.start is not None or self.end is not None
 
     def normalised(self) -> tuple["Selection", tuple[str, ...]]:
         """Unknown spans fall back to 1d and unknown top-k to 100, with a note each."""
         notes = []
         span, top = self.span, self.top
-        if span not in SPANS:
+        if span not in SPANS and not self.custom:
             notes.append(f"unknown span {span!r}; showing {DEFAULT_SPAN}")
             span = DEFAULT_SPAN
         try:
@@ -127,10 +139,12 @@ class Usage:
                 "viewer": scope.viewer.label,
                 "role": scope.viewer.role,
                 "org": "all" if scope.org is None else {"id": scope.org.id, "name": scope.org.name},
-                "span": self.window.span,
+                "span": self.window.span,  # "custom" for a custom range
                 "token": None if scope.token is None else {"id": scope.token.id, "name": scope.token.name},
                 "now": self.window.now.isoformat(),
                 "window_start": self.window.start.isoformat(),
+                # A custom range's (excluded) end; null for a preset: no upper bound.
+                "window_end": None if self.window.until is None else self.window.until.isoformat(),
                 "tz": self.tz,
             },
             "metrics": self.metrics.as_dict(),
@@ -370,7 +384,10 @@ def compute_usage(
     selection, selection_notes = (selection or Selection()).normalised()
     tz = zone(selection.tz)
     now = _as_of(selection.now, selection.tz)
-    win = window(selection.span, now, tz)
+    if selection.custom:
+        win = range_window(selection.start, selection.end, now, tz)
+    else:
+        win = window(selection.span, now, tz)
     with db.connect() as conn:
         person = access.resolve_viewer(conn.execute(queries.viewer_statement(viewer.strip())).mappings(), viewer)
         catalogue_rows = list(conn.execute(queries.catalogue_statement(models is None)).mappings())

@@ -106,6 +106,7 @@ def summary_csv(data: Mapping[str, Any]) -> bytes:
         ["span", scope["span"]],
         ["now", scope["now"]],
         ["window_start", scope["window_start"]],
+        ["window_end", scope["window_end"]],
         ["tz", scope["tz"]],
         ["top_kind", data["top"]["kind"]],
         *([key, value] for key, value in data["metrics"].items()),

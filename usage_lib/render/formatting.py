@@ -14,7 +14,7 @@ from numbers import Real
 
 import pandas as pd
 
-from usage_lib.core.spans import SPANS
+from usage_lib.core.spans import Span, spec
 
 NA = "N/A"
 PLACEHOLDER = "\u2014"  # an em dash, for a tile without a value
@@ -53,12 +53,18 @@ def name(value: object) -> str:
     return text if text != "" else NA
 
 
-def bucket(moment: datetime, span: str) -> str:
-    """A chart bucket's start on its own wall clock (it is aware, in the dashboard zone)."""
-    return moment.strftime(SPANS[span].bucket_format)
+def bucket(moment: datetime, span: str | Span) -> str:
+    """A chart bucket's start on its own wall clock (it is aware, in the dashboard zone);
+    `span` a key or a window's `spec` (custom ranges)."""
+    return moment.strftime(spec(span).bucket_format)
 
 
 def as_of(moment: datetime, tz: str) -> str:
     """``2026-11-24 12:00:00 (UTC)``: when the figures were taken, on the dashboard zone's clock."""
     return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} ({tz})"
+
+
+def time_range(start: datetime, end: datetime, tz: str) -> str:
+    """A custom range: ``2026-11-01 00:00:00 to 2026-11-15 00:00:00 (UTC)``, end excluded."""
+    return f"{start.strftime('%Y-%m-%d %H:%M:%S')} to {end.strftime('%Y-%m-%d %H:%M:%S')} ({tz})"
 

@@ -111,7 +111,9 @@ def _scope_words(data: Mapping[str, Any]) -> str:
     scope = data["scope"]
     org = "All orgs" if scope["org"] == "all" else scope["org"]["name"]
     token = f", token {scope['token']['name']}" if scope["token"] else ""
-    return f"{org}{token}, {SPANS[scope['span']].label}"
+    if scope["span"] in SPANS:
+        return f"{org}{token}, {SPANS[scope['span']].label}"
+    return f"{org}{token}, {scope['window_start']} to {scope['window_end']}"  # a custom range
 
 
 def header_html(report: Report, exported_at: datetime) -> str:
@@ -124,7 +126,8 @@ def header_html(report: Report, exported_at: datetime) -> str:
     rows = [
         ("Org", org),
         ("Token", f"{scope['token']['name']} (#{scope['token']['id']})" if scope["token"] else "all tokens"),
-        ("Time frame", f"{SPANS[scope['span']].label} ({scope['span']}), from {since}"),
+        ("Time frame", f"{SPANS[scope['span']].label} ({scope['span']}), from {since}" if scope["span"] in SPANS
+         else f"{usage.window.spec.label}, {formatting.time_range(usage.window.start, usage.window.until, usage.tz)}"),
         ("As of", as_of),
         ("Viewer", f"{scope['viewer']} ({scope['role']})"),
         ("Exported", exported_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S (UTC)")),
@@ -163,7 +166,7 @@ def _static_html(usage: Usage, report: Mapping[str, Any]) -> str:
         ) + "</tr>")
     if not body:
         body.append(f'<tr><td colspan="{len(headers)}">No data available.</td></tr>')
-    span = report["scope"]["span"]
+    span = usage.window.spec
     series = "".join(
         f"<tr><td>{html.escape(formatting.bucket(bucket, span))}</td><td class=\"num\">{formatting.count(n)}</td></tr>"
         for bucket, n in zip(usage.timeseries["bucket"], usage.timeseries["requests"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from usage_lib.core.spans import SPANS
 from usage_lib.render import formatting
 from usage_lib.render.files import Report
 from usage_lib.render.labels import TILES, TOP_TITLES, shown_name
@@ -13,14 +12,13 @@ def text(report: Report) -> str:
     scope = data["scope"]
     org = "All" if scope["org"] == "all" else scope["org"]["name"]
     token = f", token {scope['token']['name']} (#{scope['token']['id']})" if scope["token"] else ""
-    span = usage.window.span
-    lines = [
-        f"Usage for {scope['viewer']} ({scope['role']}): {org}{token}, {SPANS[span].label} ({span}) "
-        f"as of {formatting.as_of(usage.window.now, usage.tz)}",
-        "",
-    ]
+    window = usage.window
+    span = window.spec
+    when = (f"{formatting.time_range(window.start, window.until, usage.tz)}" if window.custom
+            else f"{span.label} ({span.key}) as of {formatting.as_of(window.now, usage.tz)}")
+    lines = [f"Usage for {scope['viewer']} ({scope['role']}): {org}{token}, {when}", ""]
     lines += [f"  {label:<28} {fmt(data['metrics'][key]):>16}" for key, label, fmt in TILES]
-    lines += ["", f"Requests over time ({SPANS[span].per_bucket}, {usage.tz}):"]
+    lines += ["", f"Requests over time ({span.per_bucket}, {usage.tz}):"]
     lines += [
         f"  {formatting.bucket(bucket, span):<18} {formatting.count(requests):>10}"
         for bucket, requests in zip(usage.timeseries["bucket"], usage.timeseries["requests"])

@@ -45,9 +45,13 @@ CHROMIUM_ARGS = [
 
 
 def page_query(selection: Selection) -> str:
-    """The page's URL query for the selection's org, span, token and top (no org when
-    none was asked for, so that everyone gets their default org)."""
+    """The page's URL query for the selection's org, span (or start and end), token and
+    top (no org when none was asked for, so that everyone gets their default org)."""
     params = {"org": selection.org, "span": selection.span, "token": selection.token, "top": selection.top}
+    if selection.custom:
+        when = {key: value.isoformat() if isinstance(value, datetime) else value
+                for key, value in (("start", selection.start), ("end", selection.end))}
+        params = {**params, "span": None, **when}
     return urlencode({key: value for key, value in params.items() if value is not None})
 
 

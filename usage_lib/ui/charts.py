@@ -29,7 +29,7 @@ import pandas as pd
 import ipywidgets as widgets
 from ipywidgets import Layout
 
-from usage_lib.core.spans import SPANS, Window
+from usage_lib.core.spans import Span, Window, spec
 from usage_lib.render import formatting
 from usage_lib.render.labels import (
     PARTIAL_AXIS_NOTE, PARTIAL_FROM, PARTIAL_UNTIL, TIME_AXIS_LABEL, VALUE_AXIS_LABEL,
@@ -102,14 +102,14 @@ def nice_ticks(value: float, max_intervals: int = 5) -> np.ndarray:
     return np.arange(0.0, top + step / 2, step)
 
 
-def time_ticks(positions: np.ndarray, starts: list, span: str) -> np.ndarray:
+def time_ticks(positions: np.ndarray, starts: list, span: str | Span) -> np.ndarray:
     """Tick positions on round bucket starts: every 10 minutes, every 3 hours, or every
     other day counting back from today's (so the newest day is always labelled).
 
     Day buckets also label the first day, the partial one the window starts in, and drop
     the tick next to it (8 days: the 1st, 4th, 6th and 8th), so labels never crowd.
     """
-    unit, every = SPANS[span].tick_unit, SPANS[span].tick_every
+    unit, every = spec(span).tick_unit, spec(span).tick_every
     last = len(starts) - 1
     picked = []
     for index, moment in enumerate(starts):
@@ -123,13 +123,13 @@ def time_ticks(positions: np.ndarray, starts: list, span: str) -> np.ndarray:
 
 def partial_buckets(window: Window | None, n_buckets: int) -> set[int]:
     """Indexes of the buckets only partly in the window: the first when the window starts
-    after its start, the last when it ends after now."""
+    after its start, the last when it ends after now (a custom range: after its end)."""
     if window is None or n_buckets == 0:
         return set()
     partial = set()
     if window.start > window.starts[0]:
         partial.add(0)
-    if window.now < window.end:
+    if window.cut < window.end:
         partial.add(n_buckets - 1)
     return partial
 
@@ -228,9 +228,12 @@ class TimeseriesChart:
         self.figure.add_class("aq-chart")
         self.figure.add_class("aq-timeseries")
 
-    def update(self, timeseries: pd.DataFrame, span: str, window: Window | None = None, tz: str | None = None) -> None:
-        """Show `usage.timeseries` (bucket, requests) for `span`; with `usage.window` the
-        partial buckets are drawn pale, with `usage.tz` the time axis names the zone."""
+    def update(self, timeseries: pd.DataFrame, span: str | Span, window: Window | None = None,
+               tz: str | None = None) -> None:
+        """Show `usage.timeseries` (bucket, requests) for `span` (a key or `usage.window.spec`);
+        with `usage.window` the partial buckets are drawn pale, with `usage.tz` the time
+        axis names the zone."""
+        span = spec(span)
         starts = list(timeseries["bucket"])
         x = wall_clock_positions(starts)
         y = timeseries["requests"].to_numpy(dtype="float64")
@@ -238,20 +241,20 @@ class TimeseriesChart:
             if len(x) > 1:
                 step = (x[1:] - x[:-1]).min()
             else:
-                step = np.timedelta64(SPANS[span].nominal_bucket)
+                step = np.timedelta64(span.nominal_bucket)
             half = step / 2
             lo, hi = (x[0] - half).astype(datetime), (x[-1] + half).astype(datetime)
         else:
             lo = hi = None
         ticks = nice_ticks(y.max() if len(y) else 0)
-        unit = SPANS[span].bucket_unit
+        unit = span.bucket_unit
         partial = partial_buckets(window, len(starts))
         notes = {}
         if window is not None:
             if 0 in partial:
                 notes[0] = PARTIAL_FROM.format(unit=unit, time=window.start.strftime(_CUT_FORMAT[unit]))
             if len(starts) - 1 in partial:
-                notes[len(starts) - 1] = PARTIAL_UNTIL.format(unit=unit, time=window.now.strftime(_CUT_FORMAT[unit]))
+                notes[len(starts) - 1] = PARTIAL_UNTIL.format(unit=unit, time=window.cut.strftime(_CUT_FORMAT[unit]))
         self.tip.set_rows(
             [(formatting.bucket(moment, span), int(n)) for moment, n in zip(starts, timeseries["requests"])], notes
         )
@@ -264,7 +267,7 @@ class TimeseriesChart:
             self.y_scale.max = float(ticks[-1])
             self.y_axis.tick_values = ticks
             self.x_axis.tick_values = time_ticks(x, starts, span)
-            self.x_axis.tick_format = SPANS[span].axis_format
+            self.x_axis.tick_format = span.axis_format
             self.x_axis.label = axis_label
             # One colour per bar (bqplot's "auto" colour mode with one series).
             self.bars.colors = [PARTIAL if index in partial else PRIMARY for index in range(len(starts))] or [PRIMARY]

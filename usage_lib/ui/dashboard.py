@@ -137,7 +137,9 @@ class Dashboard:
         self.org_label = self._html("", "aq-org-name")
         self.org_control = self._box(widgets.Box, [self.org_label], "aq-control-body")
         self.span_toggle = widgets.ToggleButtons(
-            options=list(SPANS), value=self.selection.span if self.selection.span in SPANS else "1d",
+            # No preset selected for a custom range (from the URL; no picker yet).
+            options=list(SPANS),
+            value=None if self.selection.custom else self.selection.span if self.selection.span in SPANS else "1d",
             tooltips=[SPANS[s].label for s in SPANS],
         )
         self.span_toggle.add_class("aq-segmented")
@@ -270,6 +272,7 @@ class Dashboard:
         With `push` (a drill-down or a way back up) the new view is a step in the browser's
         history, so Back returns to the one before; otherwise (filters) the address is
         replaced. Ignored while a refresh runs (its result replaces the request anyway).
+        A span replaces a custom range.
         """
         if self._busy:
             return self.usage
@@ -280,7 +283,7 @@ class Dashboard:
         if token is not ...:
             changes["token"] = token
         if span is not None:
-            changes["span"] = span
+            changes.update(span=span, start=None, end=None)
         if top is not None:
             changes["top"] = top
         self.selection = dataclasses.replace(self.selection, **changes)
@@ -292,7 +295,7 @@ class Dashboard:
         self.select(org=change["new"], token=None)
 
     def _on_span(self, change) -> None:
-        if not self._syncing:
+        if not self._syncing and change["new"] is not None:
             self.select(span=change["new"])
 
     def _on_top(self, change) -> None:
@@ -321,7 +324,8 @@ class Dashboard:
         if self._busy:
             return
         wanted = selection_from_query(query, dataclasses.replace(self.selection, token=None))
-        self.select(org=wanted.org, span=wanted.span, token=wanted.token, top=wanted.top)
+        self.selection = dataclasses.replace(self.selection, start=wanted.start, end=wanted.end)
+        self.select(org=wanted.org, span=None if wanted.custom else wanted.span, token=wanted.token, top=wanted.top)
 
     # -- refresh ----------------------------------------------------------------------
 
@@ -378,17 +382,21 @@ class Dashboard:
     def _adopt(self, usage: Usage) -> None:
         """Take the effective scope as the new request, and make the controls show it."""
         scope = usage.scope
+        window = usage.window
         self.usage = usage
         self.error = None
         self.selection = dataclasses.replace(
             self.selection,
             org="all" if scope.org is None else scope.org.id,
             token=None if scope.token is None else scope.token.id,
-            span=usage.window.span,
+            # A custom range keeps the last preset asked for (not a span) and the range shown.
+            span=self.selection.span if window.custom else window.span,
+            start=window.start if window.custom else None,
+            end=window.until,
             top=usage.top_k,
         )
-        self.address.show(query_for(self.selection.org, self.selection.span, self.selection.token, self.selection.top),
-                          push=self._push)
+        self.address.show(query_for(self.selection.org, self.selection.span, self.selection.token, self.selection.top,
+                                    self.selection.start, self.selection.end), push=self._push)
         self._syncing = True
         try:
             if scope.viewer.role == "admin":
@@ -403,7 +411,7 @@ class Dashboard:
                 self.org_label.value = html.escape(own)
                 if self.org_control.children != (self.org_label,):
                     self.org_control.children = (self.org_label,)
-            self.span_toggle.value = usage.window.span
+            self.span_toggle.value = None if window.custom else window.span
             self.top_toggle.value = usage.top_k
         finally:
             self._syncing = False
@@ -418,10 +426,18 @@ class Dashboard:
             f'<span class="aq-role aq-role-{scope.viewer.role}">{html.escape(role)}</span>'
         )
         window = usage.window
-        self.as_of.value = (
-            f'<span title="window: from {html.escape(formatting.as_of(window.start, usage.tz))}">'
-            f"{SPANS[window.span].label} \u00b7 as of {html.escape(formatting.as_of(window.now, usage.tz))}</span>"
-        )
+        span = window.spec
+        if window.custom:
+            self.as_of.value = (
+                f'<span title="window: from {html.escape(formatting.as_of(window.start, usage.tz))}, '
+                f'to {html.escape(formatting.as_of(window.until, usage.tz))} (excluded)">'
+                f"{span.label} \u00b7 {html.escape(formatting.time_range(window.start, window.until, usage.tz))}</span>"
+            )
+        else:
+            self.as_of.value = (
+                f'<span title="window: from {html.escape(formatting.as_of(window.start, usage.tz))}">'
+                f"{span.label} \u00b7 as of {html.escape(formatting.as_of(window.now, usage.tz))}</span>"
+            )
         for key, label, fmt in TILES:
             share = self._failed_share(metrics[key], metrics["total_requests"]) if key == "failed_requests" else None
             self.tiles[key].value = self._tile_html(label, fmt(metrics[key]), share)
@@ -429,11 +445,11 @@ class Dashboard:
             self.tiles["failed_requests"].add_class("aq-tile-alert")
         else:
             self.tiles["failed_requests"].remove_class("aq-tile-alert")
-        self.timeseries_chart.update(usage.timeseries, window.span, window, usage.tz)
+        self.timeseries_chart.update(usage.timeseries, span, window, usage.tz)
         self.models_chart.update(usage.models)
-        unit = SPANS[window.span].per_bucket
+        unit = span.per_bucket
         first, last = usage.timeseries["bucket"].iloc[0], usage.timeseries["bucket"].iloc[-1]
-        span_text = f"{formatting.bucket(first, window.span)} \u2013 {formatting.bucket(last, window.span)} ({usage.tz})"
+        span_text = f"{formatting.bucket(first, span)} \u2013 {formatting.bucket(last, span)} ({usage.tz})"
         self.timeseries_title.value = self._card_title("Requests Over Time", f"{unit} \u00b7 {span_text}")
         self.table.show(usage.top, usage.top_kind)
         self.table_title.value = self._card_title(TOP_TITLES[usage.top_kind], f"top {usage.top_k}")
