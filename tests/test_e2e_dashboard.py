@@ -710,3 +710,29 @@ def test_charts_axes_partial_days_and_the_failed_share(browser, voila_server, de
         assert page.widget_errors == []
     finally:
         page.context.close()
+
+
+def test_a_custom_range_in_the_address_is_shown_and_a_frame_button_replaces_it(browser, voila_server, demo_gateway,
+                                                                               capsys, shots):
+    """No range picker yet: a range comes from the address (times without an offset in
+    the server's zone). No frame button is active; one replaces the range."""
+    page = open_page(browser, voila_server, DEMO_ADMIN_EMAIL,
+                     query="org=all&start=2026-11-20T00:00&end=2026-11-23T06:00&top=25")
+    try:
+        ranged = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org="all", top=25,
+                        start="2026-11-20T00:00", end="2026-11-23T06:00")
+        assert ranged["scope"]["span"] == "custom" and ranged["metrics"]["total_requests"] > 0
+        wait_for_tiles(page, expected_tiles(ranged))
+        wait_for_address(page, org="all", start="2026-11-20T00:00:00+00:00", end="2026-11-23T06:00:00+00:00",
+                         span=None, top="25")
+        assert page.locator(".aq-span button.mod-active").count() == 0
+        assert page.locator(".aq-timeseries rect.bar").count() == 4   # days 20..23
+        assert "2026-11-20 00:00:00 to 2026-11-23 06:00:00 (UTC)" in page.locator(".aq-asof").inner_text()
+        page.screenshot(path=shots / "custom-range.png")
+        page.locator(".aq-span button", has_text="1m").click()
+        wait_for_address(page, org="all", span="1m", start=None, end=None)
+        wait_for_tiles(page, expected_tiles(report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org="all", span="1m")))
+        assert active_segment(page, "span") == "1m"
+        assert page.widget_errors == []
+    finally:
+        page.context.close()
