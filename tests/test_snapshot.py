@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import parse_qs
 
 import os
 
@@ -163,6 +164,13 @@ def test_json_and_csv_of_a_custom_range(tiny, capsys):
     assert (summary["span"], summary["window_start"], summary["window_end"]) == (
         "custom", data["scope"]["window_start"], NOW.isoformat())
     capsys.readouterr()
+
+
+def test_a_captured_custom_range_names_its_start_and_end_not_a_span():
+    start = NOW - timedelta(hours=3)
+    query = parse_qs(capture.page_query(Selection(org="all", span="1w", start=start, end="2026-11-24T11:00")))
+    assert query == {"org": ["all"], "top": ["100"], "start": [start.isoformat()], "end": ["2026-11-24T11:00"]}
+    assert parse_qs(capture.page_query(Selection(span="1m"))) == {"span": ["1m"], "top": ["100"]}
 
 
 # -- CSV ------------------------------------------------------------------------------
