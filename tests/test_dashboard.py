@@ -617,7 +617,7 @@ def test_the_failed_tile_shows_its_share_of_the_total(open_dashboard):
     assert metrics.failed_requests > 0
     tile = dashboard.tiles["failed_requests"].value
     share = f"{100 * metrics.failed_requests / metrics.total_requests:.1f}% of total"
-    assert f'<div class="aq-tile-share"' in tile and f">{share}</div>" in tile
+    assert '<div class="aq-tile-share"' in tile and f">{share}</div>" in tile
     assert dashboard.tile_texts()["Failed Requests"] == f"{metrics.failed_requests:,}"  # the value alone
     assert "aq-tile-share" not in dashboard.tiles["total_requests"].value
     assert Dashboard._failed_share(1, 5000) == "<0.1% of total" and Dashboard._failed_share(0, 7) == "0.0% of total"

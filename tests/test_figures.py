@@ -145,7 +145,6 @@ def test_week_in_vienna_across_spring_dst_change_has_local_day_buckets(one_token
 
 def test_day_in_vienna_at_autumn_change_has_twenty_five_hourly_buckets(one_token):
     g, token = one_token
-    vienna = ZoneInfo("Europe/Vienna")
     first_two = datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc)   # 02:30 CEST
     second_two = datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc)  # 02:30 CET
     g.request(token, first_two, count=1)

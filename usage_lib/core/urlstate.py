@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode
 from usage_lib.core.usage import Selection
 from usage_lib.core.spans import DEFAULT_SPAN
 
-log = logging.getLogger("usage_lib.core.urlstate")
+log = logging.getLogger(__name__)
 
 STATE_KEYS = ("org", "span", "token", "top", "start", "end")
 IDENTITY_KEYS = ("viewer", "user", "email", "username", "as", "identity")

@@ -24,7 +24,7 @@ from usage_lib.gateway.db import Database
 from usage_lib.errors import UsageError
 from usage_lib.core.spans import DEFAULT_SPAN, SPANS, Window, range_window, window, zone
 
-log = logging.getLogger("usage_lib.core.usage")
+log = logging.getLogger(__name__)
 
 TOP_CHOICES = (10, 25, 100)
 DEFAULT_TOP = 100

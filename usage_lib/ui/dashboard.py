@@ -51,9 +51,6 @@ log = logging.getLogger(__name__)
 
 STYLESHEET_PATH = Path(__file__).with_name("dashboard.css")
 
-#: The Failed Requests tile's count and its share side by side (wrapping under a long
-#: count), the share small and muted. Inline: the page's and the snapshots' markup alike.
-
 
 def _stylesheet() -> str:
     return f"<style>{STYLESHEET_PATH.read_text(encoding='utf-8')}</style>"
