@@ -65,7 +65,7 @@ def test_every_annotation_in_the_package_names_something():
 
 
 #: The package's layers, lowest first: a module may import its own layer and those below.
-LAYERS = ("errors", "gateway", "core", "demo", "settings", "render", "ui", "serving", "snapshot", "cli")
+LAYERS = ("errors", "gateway", "core", "history", "demo", "settings", "render", "ui", "serving", "snapshot", "cli")
 
 
 def layer_of(module: str) -> str:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Sequence
 
@@ -168,7 +169,7 @@ def reach_condition(reach: Reach):
     return or_(*conditions)
 
 
-def _bucket_index(timestamp, bounds: Sequence, low: int, high: int):
+def bucket_index(timestamp, bounds: Sequence, low: int, high: int):
     """The number of `bounds` at or before `timestamp`, as a balanced tree of CASEs.
 
     About log2(len(bounds)) comparisons per row instead of up to len(bounds).
@@ -177,12 +178,12 @@ def _bucket_index(timestamp, bounds: Sequence, low: int, high: int):
         return literal(low, Integer())
     middle = (low + high) // 2
     return case(
-        (timestamp < bounds[middle], _bucket_index(timestamp, bounds, low, middle)),
-        else_=_bucket_index(timestamp, bounds, middle + 1, high),
+        (timestamp < bounds[middle], bucket_index(timestamp, bounds, low, middle)),
+        else_=bucket_index(timestamp, bounds, middle + 1, high),
     )
 
 
-def _no_affinity(column):
+def no_affinity(column):
     """`+column` (SQLite): the same value, without the column's type affinity, and a
     condition on it cannot use an index."""
     return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
@@ -200,7 +201,17 @@ class _Shape:
     reach_email: bool  # requests of listed tokens whose user_id is the viewer's email
     everything: bool
     token: bool  # one token selected
-    bounded: bool  # a custom range: `timestamp < end` too
+    #: One entry per timestamp range read (`Reading.ranges`): whether it has an end.
+    bounded: tuple[bool, ...]
+
+
+Range = tuple[datetime, "datetime | None"]
+
+
+def window_ranges(window: Window) -> tuple[Range, ...]:
+    """The whole window as one timestamp range: `timestamp >= start`, and for a custom
+    range also `timestamp < end` (`window.until`)."""
+    return ((window.start, window.until),)
 
 
 def usage_query(
@@ -208,10 +219,12 @@ def usage_query(
     scope: Scope,
     window: Window,
     models: Sequence[str] | None,
+    ranges: Sequence[Range] | None = None,
 ) -> tuple[Select, dict[str, object]]:
     """The usage statement and its parameters: one pass over the window, counts and sums
-    per (model, key), and bucket counts. The window is `timestamp >= start`, and for a
-    custom range also `timestamp < end` (`window.until`).
+    per (model, key), and bucket counts. It reads the timestamp `ranges` (`[start, end)`,
+    end None: no upper bound), by default the whole window (`window_ranges`); with an
+    archive, only the parts the archive does not hold (a head and a tail).
 
     The key is the token id, or the `user_id` when a token is selected below an org.
     `models` restricts to the configured models; None counts every request.
@@ -241,6 +254,7 @@ def usage_query(
     SQLAlchemy statement on every refresh cost several milliseconds.
     """
     reach = scope.reach
+    ranges = tuple(ranges) if ranges is not None else window_ranges(window)
     shape = _Shape(
         dialect=db.dialect,
         buckets=len(window.edges),
@@ -250,11 +264,13 @@ def usage_query(
         reach_email=not reach.everything and bool(reach.email and reach.email_token_ids),
         everything=reach.everything,
         token=scope.token is not None,
-        bounded=window.until is not None,
+        bounded=tuple(end is not None for _start, end in ranges),
     )
-    params: dict[str, object] = {"start": db.timestamp_bound(window.start).value}
-    if window.until is not None:
-        params["end"] = db.timestamp_bound(window.until).value
+    params: dict[str, object] = {}
+    for index, (start, end) in enumerate(ranges):
+        params[f"start_{index}"] = db.timestamp_bound(start).value
+        if end is not None:
+            params[f"end_{index}"] = db.timestamp_bound(end).value
     for index, edge in enumerate(window.edges):
         params[f"edge_{index}"] = db.timestamp_bound(edge).value
     if models:
@@ -287,11 +303,9 @@ def _usage_template(shape: _Shape) -> Select:
     # user_id index, which covers all of history rather than the window. The time
     # window (timestamp or (token, timestamp) index) always bounds what is read.
     sqlite = shape.dialect == "sqlite"
-    model_column = _no_affinity(request.c.model) if sqlite else request.c.model
-    user_id_column = _no_affinity(request.c.user_id) if sqlite else request.c.user_id
-    conditions = [request.c.timestamp >= bindparam("start", type_=stamp)]
-    if shape.bounded:  # custom ranges only: presets have no upper bound (the gateway's page)
-        conditions.append(request.c.timestamp < bindparam("end", type_=stamp))
+    model_column = no_affinity(request.c.model) if sqlite else request.c.model
+    user_id_column = no_affinity(request.c.user_id) if sqlite else request.c.user_id
+    conditions = [_time_condition(shape.bounded, stamp)]
     if shape.models is not None:
         conditions.append(
             model_column.in_(bindparam("models", expanding=True, type_=String())) if shape.models else false()
@@ -301,7 +315,7 @@ def _usage_template(shape: _Shape) -> Select:
         # Both kinds of reach on SQLite: no index for the OR (a "multi-index OR" collects
         # every matching rowid in memory: memory would grow with the rows); it filters
         # the window read through the timestamp index instead.
-        token_column = _no_affinity(request.c.token_id) if sqlite and shape.reach_email else request.c.token_id
+        token_column = no_affinity(request.c.token_id) if sqlite and shape.reach_email else request.c.token_id
         if shape.reach_tokens:
             reach.append(token_column.in_(bindparam("reach_tokens", expanding=True, type_=Integer())))
         if shape.reach_email:
@@ -336,6 +350,20 @@ def _usage_template(shape: _Shape) -> Select:
     ).group_by(rows.c.model, rows.c.key)
 
 
+def _time_condition(bounded: tuple[bool, ...], stamp):
+    """`start_i <= timestamp [< end_i]` for each range, OR-ed: each is an index range scan
+    (presets have no upper bound, as on the gateway's page)."""
+    ranges = []
+    for index, has_end in enumerate(bounded):
+        parts = [request.c.timestamp >= bindparam(f"start_{index}", type_=stamp)]
+        if has_end:
+            parts.append(request.c.timestamp < bindparam(f"end_{index}", type_=stamp))
+        ranges.append(and_(*parts))
+    if not ranges:
+        return false()
+    return ranges[0] if len(ranges) == 1 else or_(*ranges)
+
+
 def _summary_columns(rows, ilike_source):
     """The outer level's sums over the inner groups; avg inputs split by path (ILIKE)."""
     completion = ilike_source.ilike(COMPLETION_PATH)
@@ -367,7 +395,7 @@ def _usage_sqlite(key, model, edges, models: int | None, conditions) -> Select:
     # `+timestamp` has no type affinity: compared with the text bounds as text, as the
     # column itself is (its NUMERIC affinity made SQLite try to read every bound as a
     # number on every comparison), and it keeps the CASE off the index.
-    bucket = _bucket_index(_no_affinity(request.c.timestamp), edges, 0, len(edges))
+    bucket = bucket_index(no_affinity(request.c.timestamp), edges, 0, len(edges))
     failed = func.sum(case((request.c.status_code >= 400, 1), else_=0))
     if models:
         # One small integer sort key: bucket and the model's position in the

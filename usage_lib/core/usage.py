@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -72,6 +72,32 @@ class Selection:
             notes.append(f"top {self.top!r} is not one of {TOP_CHOICES}; showing {DEFAULT_TOP}")
             top = DEFAULT_TOP
         return dataclasses.replace(self, span=span, top=top), tuple(notes)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What an archive of settled usage answers for one window (`SettledSource.settled`).
+
+    `rows` are in the usage statement's columns (model, key, sums, `before_<i>`) and
+    cover some whole slices of the window; `gateway_ranges` are the timestamp ranges
+    left for the gateway to read (`queries.usage_query`): its partial first slice and
+    unsettled tail. `notices` say where the archive rounded an edge or has a gap.
+    """
+
+    rows: Sequence[Sequence[Any]]
+    gateway_ranges: tuple[queries.Range, ...]
+    notices: tuple[str, ...] = ()
+
+
+class SettledSource(Protocol):
+    """An archive `compute_usage` can read (`usage_lib.history.archive.Archive`)."""
+
+    def last_seen(self) -> Sequence[Mapping[str, Any]]:
+        """Catalogue rows (`queries.catalogue_statement`'s columns) of orgs and tokens as
+        last seen, for those deleted from the gateway since."""
+
+    def settled(self, scope: Scope, window: Window, models: Sequence[str] | None, by_user_id: bool) -> Settled:
+        """The window's settled part, for what `scope` may see."""
 
 
 @dataclass(frozen=True)
@@ -369,17 +395,41 @@ def find_viewer(db: Database, viewer: str) -> access.Viewer:
         return access.resolve_viewer(conn.execute(queries.viewer_statement(viewer.strip())).mappings(), viewer)
 
 
+def with_last_seen(live: Sequence[Mapping[str, Any]], seen: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The live catalogue rows, plus the last-seen orgs and tokens gone from it since: a
+    deleted token keeps the owner and org it last had (live rows always win)."""
+    present = {(row["kind"], row["id"]) for row in live}
+    return [*live, *(row for row in seen if (row["kind"], row["id"]) not in present)]
+
+
+def _merged(first: Sequence[Sequence[Any]], second: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows of the usage statement's columns summed per (model, key)."""
+    out: dict[tuple, list[Any]] = {}
+    for row in (*first, *second):
+        entry = out.get((row[0], row[1]))
+        if entry is None:
+            out[(row[0], row[1])] = [row[0], row[1], *(_as_int(value) for value in row[2:])]
+        else:
+            for position in range(2, len(row)):
+                entry[position] += _as_int(row[position])
+    return list(out.values())
+
+
 def compute_usage(
     db: Database,
     viewer: str,
     selection: Selection | None = None,
     models: Sequence[str] | None = None,
+    archive: SettledSource | None = None,
 ) -> Usage:
     """All figures for `viewer` (email or username) and `selection`.
 
     `models` are the router configuration's model names (`load_router_config`); None
     means no configuration: every request counts and the known models are those in the
-    request table. Raises `UsageError` for an unknown viewer, zone or span.
+    request table. With an `archive` (`usage_lib.history.archive.open_archive`), settled
+    slices come from it and only the rest of the window from the gateway; the figures
+    are the same while the gateway still holds the window. Raises `UsageError` for an
+    unknown viewer, zone or span.
     """
     selection, selection_notes = (selection or Selection()).normalised()
     tz = zone(selection.tz)
@@ -391,14 +441,24 @@ def compute_usage(
     with db.connect() as conn:
         person = access.resolve_viewer(conn.execute(queries.viewer_statement(viewer.strip())).mappings(), viewer)
         catalogue_rows = list(conn.execute(queries.catalogue_statement(models is None)).mappings())
+        if archive is not None:
+            catalogue_rows = with_last_seen(catalogue_rows, archive.last_seen())
         catalogue = access.build_catalogue(catalogue_rows)
         scope = access.resolve_scope(person, catalogue, org=selection.org, token=selection.token)
         notices: list[str] = []
         if not db.has_user_id:
             scope = dataclasses.replace(scope, reach=dataclasses.replace(scope.reach, email=None))
             notices.append(NO_USER_ID_NOTICE)
-        statement, params = queries.usage_query(db, scope, win, models)
-        grouped, before = _grouped_frame(conn.execute(statement, params).all(), len(win.starts))
+        settled = None
+        if archive is not None:
+            settled = archive.settled(scope, win, models, scope.top_kind == "user_id" and db.has_user_id)
+            notices.extend(settled.notices)
+        ranges = settled.gateway_ranges if settled is not None else queries.window_ranges(win)
+        statement, params = queries.usage_query(db, scope, win, models, ranges)
+        rows = conn.execute(statement, params).all()
+        if settled is not None:
+            rows = _merged(settled.rows, rows)
+        grouped, before = _grouped_frame(rows, len(win.starts))
     for note in selection_notes + scope.fallbacks:
         # A choice the viewer may not make (or garbage): shown narrower, and on record.
         log.warning("viewer %s (%s): %s", person.label, person.role, note)

@@ -1,0 +1,222 @@
+"""Reading the archive: the settled part of a window, for what a scope may see.
+
+`Archive` is what `core.usage.compute_usage(..., archive=...)` takes. For a window it
+chooses the run of whole slices the archive answers and leaves the rest (the partial
+first slice, the unsettled tail) to the gateway; docs/history.md explains the choice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+from sqlalchemy import Integer, String, and_, bindparam, case, false, func, literal, select, union_all
+
+from usage_lib.core.access import Scope
+from usage_lib.core.queries import Range, bucket_index, window_ranges
+from usage_lib.core.spans import Window
+from usage_lib.core.usage import Settled
+from usage_lib.history import schema
+from usage_lib.history.schema import HOUR, SLICE
+from usage_lib.history.slices import ceil_to, epoch, floor_to, instant
+from usage_lib.history.store import State, Store, open_store
+
+EMPTY_NOTICE = "The usage archive is empty (no sync yet): figures come from the gateway alone."
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which whole slices `[start, end)` the archive answers (epoch seconds), whether
+    hourly roll-ups may stand in for them, and what is said about it."""
+
+    start: int
+    end: int
+    hours: bool
+    gateway_ranges: tuple[Range, ...]
+    notices: tuple[str, ...]
+
+
+def _aligned(window: Window, step: int) -> bool:
+    """Whether every bucket edge of the window lies on the `step` grid (UTC)."""
+    return all(edge.microsecond == 0 and int(epoch(edge)) % step == 0 for edge in window.starts[1:])
+
+
+def _shown(seconds: float, window: Window) -> str:
+    return instant(seconds).astimezone(window.start.tzinfo).strftime("%Y-%m-%d %H:%M")
+
+
+def plan(window: Window, state: State, gaps: Sequence[tuple[int, int]] = ()) -> Plan | None:
+    """The archive's part of `window` (None: the gateway reads it all).
+
+    A slice comes from the archive when it lies wholly in the window and below the
+    watermark (if the window's buckets are whole slices), or when the gateway holds none
+    of it any more (older than its oldest request: the window's edge then snaps to the
+    slice, with a notice). Everything else is the gateway's, as it would read it.
+    """
+    start = epoch(window.start)
+    end = None if window.until is None else epoch(window.until)
+    top = math.inf if end is None else end
+    held_from = math.inf if state.gateway_oldest is None else state.gateway_oldest
+    parts = []
+    aligned = _aligned(window, SLICE)
+    if aligned:
+        inner = (ceil_to(start), min(floor_to(top) if end is not None else math.inf, state.watermark))
+        if inner[0] < inner[1]:
+            parts.append(inner)
+    gone = (floor_to(start), min(floor_to(held_from) if held_from != math.inf else math.inf,
+                                 state.watermark, ceil_to(top) if end is not None else math.inf))
+    if gone[0] < gone[1]:
+        parts.append(gone)
+    if not parts:
+        return None
+    low, high = min(p[0] for p in parts), int(max(p[1] for p in parts))
+    ranges: list[Range] = []
+    if low > start:
+        ranges.append((window.start, instant(low)))
+    if end is None or high < end:
+        ranges.append((instant(high), window.until))
+    notices = []
+    if low < start and low + SLICE > state.first_slice:
+        notices.append(f"The gateway no longer holds the requests at the range's start: shown from "
+                       f"{_shown(low, window)}, the start of the archive's 15-minute slice.")
+    if end is not None and high > end:
+        notices.append(f"The gateway no longer holds the requests at the range's end: shown up to "
+                       f"{_shown(high, window)}, the end of the archive's 15-minute slice.")
+    if not aligned and gone[0] < gone[1]:
+        notices.append(f"Before {_shown(gone[1], window)} the gateway no longer holds the requests: "
+                       "each 15-minute slice of the archive is counted in its first minute.")
+    if start < state.first_slice and held_from > start:
+        notices.append(f"The usage archive starts at {_shown(state.first_slice, window)}: "
+                       "nothing before it was recorded.")
+    for gap_start, gap_end in gaps:
+        if gap_start < high and gap_end > low:
+            notices.append(f"No usage recorded from {_shown(gap_start, window)} to {_shown(gap_end, window)}: "
+                           "the gateway deleted those requests before a sync saved them.")
+    return Plan(start=low, end=high, hours=aligned and _aligned(window, HOUR), gateway_ranges=tuple(ranges),
+                notices=tuple(notices))
+
+
+def _token_parts(plan_: Plan, detail: bool) -> list[tuple[Any, int, int]]:
+    """(table, start, end) pieces covering the plan's slices, hours where they fit."""
+    if detail:
+        return [(schema.slice_detail, plan_.start, plan_.end)]
+    first_hour, last_hour = ceil_to(plan_.start, HOUR), floor_to(plan_.end, HOUR)
+    if not plan_.hours or first_hour >= last_hour:
+        return [(schema.slice_token, plan_.start, plan_.end)]
+    pieces = [(schema.slice_token, plan_.start, first_hour), (schema.hour_token, first_hour, last_hour),
+              (schema.slice_token, last_hour, plan_.end)]
+    return [piece for piece in pieces if piece[1] < piece[2]]
+
+
+def _select_part(table, low: int, high: int, key, conditions) -> Any:
+    failed = table.c.failed if "failed" in table.c else case((table.c.status_code >= 400, table.c.requests), else_=0)
+    measures = [table.c[name] for name in schema.DETAIL_MEASURES]
+    return select(
+        table.c.slice, table.c.model, key.label("key"), measures[0], failed.label("failed"), *measures[1:],
+    ).where(table.c.slice >= low, table.c.slice < high, *conditions)
+
+
+def _parts(plan_: Plan, scope: Scope, models: Sequence[str] | None, by_user_id: bool) -> list:
+    """The SELECTs whose union is every archived row in the plan that `scope` may see."""
+    reach = scope.reach
+
+    def common(table) -> list:
+        conditions = []
+        if models is not None:
+            conditions.append(table.c.model.in_(list(models)) if models else false())
+        if scope.token is not None:
+            conditions.append(table.c.token_id == scope.token.id)
+        return conditions
+
+    detail = schema.slice_detail
+    if by_user_id:
+        conditions = common(detail)
+        if not reach.everything:
+            either = []
+            if reach.token_ids:
+                either.append(detail.c.token_id.in_(sorted(reach.token_ids)))
+            if reach.email and reach.email_token_ids:
+                either.append(and_(detail.c.user_id == reach.email, detail.c.token_id.in_(sorted(reach.email_token_ids))))
+            if not either:
+                return []
+            conditions.append(either[0] if len(either) == 1 else either[0] | either[1])
+        return [_select_part(detail, plan_.start, plan_.end, detail.c.user_id, conditions)]
+    parts = []
+    if reach.everything or reach.token_ids:
+        for table, low, high in _token_parts(plan_, detail=False):
+            conditions = common(table)
+            if not reach.everything:
+                conditions.append(table.c.token_id.in_(sorted(reach.token_ids)))
+            parts.append(_select_part(table, low, high, table.c.token_id, conditions))
+    if not reach.everything and reach.email and reach.email_token_ids:
+        # Requests under the viewer's email on other tokens of their org: only
+        # `slice_detail` knows user_ids; tokens already counted above are left out.
+        conditions = [*common(detail), detail.c.user_id == reach.email,
+                      detail.c.token_id.in_(sorted(reach.email_token_ids - reach.token_ids))]
+        if reach.email_token_ids - reach.token_ids:
+            parts.append(_select_part(detail, plan_.start, plan_.end, detail.c.token_id, conditions))
+    return parts
+
+
+def _rows(conn, plan_: Plan, scope: Scope, window: Window, models, by_user_id: bool) -> list[list[Any]]:
+    """The archived rows in the usage statement's columns (model, key, sums, before_<i>)."""
+    parts = _parts(plan_, scope, models, by_user_id)
+    if not parts:
+        return []
+    rows = union_all(*parts).subquery("archived") if len(parts) > 1 else parts[0].subquery("archived")
+    edges = [literal(int(epoch(edge)), Integer()) for edge in window.edges]
+    bucket = bucket_index(rows.c.slice, edges, 0, len(edges)).label("bucket")
+    names = ["requests", "failed", *schema.DETAIL_MEASURES[1:]]
+    statement = select(bucket, rows.c.model, rows.c.key, *(func.sum(rows.c[name]) for name in names)).group_by(
+        bucket, rows.c.model, rows.c.key)
+    buckets = len(window.edges)
+    out: dict[tuple, list[Any]] = {}
+    for index, model, key, *sums in conn.execute(statement):
+        entry = out.setdefault((model, key), [model, key, *([0] * len(names)), *([0] * buckets)])
+        for position, value in enumerate(sums, start=2):
+            entry[position] += int(value or 0)
+        for later in range(min(index, buckets - 1), buckets):  # requests before each later edge
+            entry[2 + len(names) + later] += int(sums[0])
+    return list(out.values())
+
+
+@dataclass
+class Archive:
+    """An archive opened for reading (`open_archive`)."""
+
+    store: Store
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    def last_seen(self) -> list[Mapping[str, Any]]:
+        with self.store.engine.connect() as conn:
+            orgs = [{"kind": "org", "id": row.id, "name": row.name} for row in conn.execute(select(schema.seen_org))]
+            tokens = [{"kind": "token", **{k: v for k, v in row._mapping.items() if k != "last_seen"}}
+                      for row in conn.execute(select(schema.seen_token))]
+        return [*orgs, *tokens]
+
+    def settled(self, scope: Scope, window: Window, models: Sequence[str] | None, by_user_id: bool) -> Settled:
+        with self.store.engine.connect() as conn:
+            state_row = conn.execute(select(schema.state).where(schema.state.c.id == 1)).mappings().first()
+            if state_row is None:
+                return Settled(rows=[], gateway_ranges=window_ranges(window), notices=(EMPTY_NOTICE,))
+            state = State(**{k: v for k, v in state_row.items() if k != "id"})
+            gaps = [tuple(row) for row in conn.execute(select(schema.gap.c.start, schema.gap.c.end))]
+            chosen = plan(window, state, gaps)
+            if chosen is None:
+                return Settled(rows=[], gateway_ranges=window_ranges(window))
+            return Settled(rows=_rows(conn, chosen, scope, window, models, by_user_id),
+                           gateway_ranges=chosen.gateway_ranges, notices=chosen.notices)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_archive(url: str) -> Archive:
+    """Open the archive at `url` (SQLAlchemy URL or SQLite path) for reading, or raise
+    `UsageError` (missing, not migrated, unreachable)."""
+    return Archive(open_store(url, writable=False))

@@ -1,0 +1,120 @@
+"""The archive's tables (docs/history.md). Alembic migrations (`migrations/`) create and
+change them; this module is what the code reads and writes, and must match the head.
+
+Times are integers: seconds since the epoch (UTC). A slice is 15 minutes aligned to UTC
+(`SLICE`); `hour_token` holds whole UTC hours under the same column name `slice`.
+Nothing is NULL-keyed except what the gateway itself leaves NULL (user_id, status code).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+
+SLICE = 15 * 60
+HOUR = 60 * 60
+
+metadata = MetaData()
+
+#: One row: every slice before `watermark` is complete (the only slices a reader reads).
+state = Table(
+    "archive_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    #: The first slice the archive holds (history starts here).
+    Column("first_slice", BigInteger, nullable=False),
+    Column("watermark", BigInteger, nullable=False),
+    #: The gateway's oldest request at the last sync (None: it held none).
+    Column("gateway_oldest", BigInteger),
+    Column("settle_seconds", Integer, nullable=False),
+    Column("synced_at", BigInteger, nullable=False),
+)
+
+#: Slices the archive cannot hold: the gateway deleted their requests before a sync.
+gap = Table(
+    "archive_gap",
+    metadata,
+    Column("start", BigInteger, primary_key=True),
+    Column("end", BigInteger, nullable=False),
+)
+
+
+def _measures(failed: bool) -> list[Column]:
+    columns = [Column("requests", BigInteger, nullable=False)]
+    if failed:
+        columns.append(Column("failed", BigInteger, nullable=False))
+    return columns + [
+        Column("input_tokens", BigInteger, nullable=False),
+        Column("output_tokens", BigInteger, nullable=False),
+        #: Response-time sums and counts of completion / embedding paths (SPEC §3's
+        #: case-insensitive LIKE, applied at sync: a request's path never changes).
+        Column("completion_ms_sum", BigInteger, nullable=False),
+        Column("completion_n", BigInteger, nullable=False),
+        Column("embedding_ms_sum", BigInteger, nullable=False),
+        Column("embedding_n", BigInteger, nullable=False),
+    ]
+
+
+#: The finest grain: per slice, token, model, user_id and status code.
+slice_detail = Table(
+    "slice_detail",
+    metadata,
+    Column("slice", BigInteger, nullable=False),
+    Column("token_id", Integer, nullable=False),
+    #: The gateway's model, '' for NULL (as the figures count it).
+    Column("model", Text, nullable=False),
+    Column("user_id", Text),
+    Column("status_code", Integer),
+    *_measures(failed=False),
+    Index("slice_detail_slice", "slice"),
+    Index("slice_detail_token", "token_id", "slice"),
+    Index("slice_detail_user_id", "user_id", "slice"),
+)
+
+#: Per slice, token and model: what every refresh without a user_id reads.
+slice_token = Table(
+    "slice_token",
+    metadata,
+    Column("slice", BigInteger, primary_key=True),
+    Column("token_id", Integer, primary_key=True),
+    Column("model", Text, primary_key=True),
+    *_measures(failed=True),
+    Index("slice_token_token", "token_id", "slice"),
+)
+
+#: `slice_token` summed per whole UTC hour (`slice` is the hour's start).
+hour_token = Table(
+    "hour_token",
+    metadata,
+    Column("slice", BigInteger, primary_key=True),
+    Column("token_id", Integer, primary_key=True),
+    Column("model", Text, primary_key=True),
+    *_measures(failed=True),
+    Index("hour_token_token", "token_id", "slice"),
+)
+
+#: The gateway's catalogue as last seen: a token deleted since keeps its last org.
+seen_org = Table(
+    "seen_org",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("last_seen", BigInteger, nullable=False),
+)
+
+seen_token = Table(
+    "seen_token",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("owner_id", Integer),
+    Column("owner_email", String),
+    Column("owner_org_id", Integer),
+    Column("sa_id", Integer),
+    Column("sa_name", String),
+    Column("sa_team_id", Integer),
+    Column("sa_org_id", Integer),
+    Column("last_seen", BigInteger, nullable=False),
+)
+
+MEASURES = [column.name for column in slice_token.columns if column.name not in ("slice", "token_id", "model")]
+DETAIL_MEASURES = [name for name in MEASURES if name != "failed"]

@@ -1,0 +1,238 @@
+"""`usage-dashboard sync`: settled slices from the gateway into the archive.
+
+Every slice before the archive's watermark is complete. A run aggregates the settled
+time after it (slices that ended at least the settle horizon ago) in SQL on the gateway,
+a day at a time, and writes each day's slices, their roll-ups and the new watermark in
+one archive transaction: a run killed at any point leaves the archive as it was before
+that day, and readers only read below the watermark. Running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Sequence
+
+from sqlalchemy import Integer, String, and_, bindparam, case, delete, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from tqdm import tqdm
+
+from usage_lib.core.queries import COMPLETION_PATH, EMBEDDING_PATH, bucket_index, catalogue_statement, no_affinity
+from usage_lib.gateway.db import Database
+from usage_lib.gateway.schema import management_request as request
+from usage_lib.history import schema
+from usage_lib.history.slices import DAY, HOUR, SLICE, ceil_to, chunks, floor_to, instant
+from usage_lib.history.store import State, Store, writer_lock
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SETTLE = timedelta(hours=2)
+#: The gateway's default REQUEST_RETENTION_DAYS: rows younger than this were not deleted
+#: by its retention job, so no gap can start after it.
+DEFAULT_RETENTION = timedelta(days=7)
+#: Show a progress bar when a run has more days than this to catch up.
+PROGRESS_AFTER_CHUNKS = 2
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one run did (times as aware UTC datetimes)."""
+
+    watermark: datetime
+    slices: int
+    requests: int
+    gap: tuple[datetime, datetime] | None
+    seconds: float
+
+
+def gateway_epoch(value: object) -> int | None:
+    """A gateway timestamp as whole epoch seconds (floored); SQLite keeps naive-UTC text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp() // 1)
+
+
+def aggregate_statement(db: Database, slices: int):
+    """The gateway's requests of `slices` consecutive slices from `start_0`, summed per
+    (slice index, token, model, user_id, status code). Bounds are bound parameters
+    `bound_0` .. `bound_<slices>`, compared with timestamps as the figures compare them.
+
+    Two levels as in `queries.usage_query`: group by plain columns and the raw path,
+    then classify the few paths with the figures' case-insensitive LIKE."""
+    stamp = String() if db.dialect == "sqlite" else request.c.timestamp.type
+    bounds = [bindparam(f"bound_{i}", type_=stamp) for i in range(slices + 1)]
+    column = no_affinity(request.c.timestamp) if db.dialect == "sqlite" else request.c.timestamp
+    index = (bucket_index(column, bounds[1:-1], 0, slices - 1) if slices > 1 else literal(0, Integer())).label("slice_index")
+    model = func.coalesce(request.c.model, "").label("model")
+    user_id = request.c.user_id if db.has_user_id else literal(None, String())
+    inner = (
+        select(
+            index, request.c.token_id, model, user_id.label("user_id"), request.c.status_code, request.c.path,
+            func.count().label("requests"),
+            func.coalesce(func.sum(request.c.input_tokens), 0).label("input_tokens"),
+            func.coalesce(func.sum(request.c.output_tokens), 0).label("output_tokens"),
+            func.coalesce(func.sum(request.c.response_time_ms), 0).label("ms_sum"),
+            func.count(request.c.response_time_ms).label("ms_n"),
+        )
+        .where(request.c.timestamp >= bounds[0], request.c.timestamp < bounds[-1])
+        .group_by(index, request.c.token_id, model, user_id, request.c.status_code, request.c.path)
+        .subquery("slice_groups")
+    )
+    completion = inner.c.path.ilike(COMPLETION_PATH)
+    embedding = inner.c.path.ilike(EMBEDDING_PATH)
+    keys = [inner.c.slice_index, inner.c.token_id, inner.c.model, inner.c.user_id, inner.c.status_code]
+    return select(
+        *keys,
+        func.sum(inner.c.requests),
+        func.sum(inner.c.input_tokens),
+        func.sum(inner.c.output_tokens),
+        func.sum(case((completion, inner.c.ms_sum), else_=0)),
+        func.sum(case((completion, inner.c.ms_n), else_=0)),
+        func.sum(case((embedding, inner.c.ms_sum), else_=0)),
+        func.sum(case((embedding, inner.c.ms_n), else_=0)),
+    ).group_by(*keys)
+
+
+def _read_chunk(db: Database, low: int, high: int) -> list[dict]:
+    slices = (high - low) // SLICE
+    params = {f"bound_{i}": db.timestamp_bound(instant(low + i * SLICE)).value for i in range(slices + 1)}
+    with db.connect() as conn:
+        rows = conn.execute(aggregate_statement(db, slices), params).all()
+    names = ["slice", "token_id", "model", "user_id", "status_code", *schema.DETAIL_MEASURES]
+    return [dict(zip(names, (low + row[0] * SLICE, *row[1:]))) for row in rows]
+
+
+def _roll_up(source, target, low: int, high: int, step: int, failed_from_status: bool):
+    """INSERT INTO target SELECT sums of source's rows in [low, high) per (slice on the
+    `step` grid, token, model)."""
+    at = source.c.slice - source.c.slice % step if step != SLICE else source.c.slice
+    sums = [func.sum(source.c[name]) for name in schema.DETAIL_MEASURES]
+    failed = (func.sum(case((source.c.status_code >= 400, source.c.requests), else_=0))
+              if failed_from_status else func.sum(source.c.failed))
+    chosen = select(at, source.c.token_id, source.c.model, sums[0], failed, *sums[1:]).where(
+        source.c.slice >= low, source.c.slice < high
+    ).group_by(at, source.c.token_id, source.c.model)
+    return insert(target).from_select(["slice", "token_id", "model", *schema.MEASURES], chosen)
+
+
+def _write_chunk(conn, low: int, high: int, rows: Sequence[dict], now: int, oldest: int | None) -> None:
+    for table in (schema.slice_detail, schema.slice_token):
+        conn.execute(delete(table).where(table.c.slice >= low, table.c.slice < high))
+    if rows:
+        conn.execute(insert(schema.slice_detail), list(rows))
+    conn.execute(_roll_up(schema.slice_detail, schema.slice_token, low, high, SLICE, True))
+    # Whole hours complete once this chunk is in: from the hour holding `low` up to `high`.
+    hours = (floor_to(low, HOUR), floor_to(high, HOUR))
+    if hours[0] < hours[1]:
+        conn.execute(delete(schema.hour_token).where(schema.hour_token.c.slice >= hours[0],
+                                                     schema.hour_token.c.slice < hours[1]))
+        conn.execute(_roll_up(schema.slice_token, schema.hour_token, *hours, HOUR, False))
+    conn.execute(update(schema.state).where(schema.state.c.id == 1).values(
+        watermark=high, gateway_oldest=oldest, synced_at=now))
+
+
+def _upsert(dialect: str, table, rows: list[dict]):
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = make(table).values(rows)
+    return statement.on_conflict_do_update(
+        index_elements=["id"], set_={name: statement.excluded[name] for name in rows[0] if name != "id"})
+
+
+def _copy_catalogue(db: Database, store: Store, now: int) -> None:
+    """Orgs and tokens as seen now (with owner, owner's org, service account and team)."""
+    with db.connect() as conn:
+        rows = list(conn.execute(catalogue_statement(False)).mappings())
+    orgs = [{"id": r["id"], "name": r["name"], "last_seen": now} for r in rows if r["kind"] == "org"]
+    columns = ["id", "name", "owner_id", "owner_email", "owner_org_id", "sa_id", "sa_name", "sa_team_id", "sa_org_id"]
+    tokens = [{**{c: r[c] for c in columns}, "last_seen": now} for r in rows if r["kind"] == "token"]
+    with store.engine.begin() as conn:
+        for table, values in ((schema.seen_org, orgs), (schema.seen_token, tokens)):
+            for start in range(0, len(values), 500):
+                conn.execute(_upsert(store.dialect, table, values[start:start + 500]))
+
+
+def _gateway_oldest(db: Database) -> int | None:
+    with db.connect() as conn:
+        return gateway_epoch(conn.execute(select(func.min(request.c.timestamp))).scalar())
+
+
+def _begin(store: Store, current: State | None, oldest: int | None, now: int, target: int,
+           settle: timedelta, retention: timedelta) -> tuple[int, tuple[int, int] | None]:
+    """The watermark to start from, creating the state row on the first run, and the gap
+    recorded when the gateway no longer holds requests after the watermark."""
+    with store.engine.begin() as conn:
+        if current is None:
+            first = floor_to(oldest) if oldest is not None else target
+            conn.execute(insert(schema.state).values(
+                id=1, first_slice=first, watermark=first, gateway_oldest=oldest,
+                settle_seconds=int(settle.total_seconds()), synced_at=now))
+            return first, None
+        watermark = current.watermark
+        conn.execute(update(schema.state).where(schema.state.c.id == 1).values(
+            settle_seconds=int(settle.total_seconds())))
+        if oldest is None or oldest < watermark:
+            return watermark, None
+        # No request of the gateway is older than `oldest`: the time in between holds
+        # none. If the retention job may have deleted some there, it is a gap.
+        resume = floor_to(oldest)
+        gap_end = min(resume, floor_to(now - retention.total_seconds()))
+        gap = (watermark, gap_end) if gap_end > watermark else None
+        if gap:
+            conn.execute(insert(schema.gap).values(start=gap[0], end=gap[1]))
+            log.warning("archive gap %s to %s: the gateway deleted those requests before a sync",
+                        instant(gap[0]).isoformat(), instant(gap[1]).isoformat())
+        if resume > watermark:
+            conn.execute(update(schema.state).where(schema.state.c.id == 1).values(watermark=resume))
+        return max(resume, watermark), gap
+
+
+def sync(
+    db: Database,
+    store: Store,
+    now: datetime | None = None,
+    settle: timedelta = DEFAULT_SETTLE,
+    retention: timedelta = DEFAULT_RETENTION,
+    progress: bool = False,
+    wait: bool = False,
+) -> SyncResult:
+    """Write every settled slice after the watermark (see the module's docstring).
+
+    `settle`: a slice is written once it ended at least this long before `now` (longer
+    than the gateway's longest stream). `retention`: the gateway's REQUEST_RETENTION_DAYS
+    (only used to tell a gap from quiet time). One writer at a time (`writer_lock`).
+    """
+    started = time.perf_counter()
+    moment = now or datetime.now(timezone.utc)
+    if moment.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    now_s = int(moment.timestamp())
+    target = floor_to(now_s - settle.total_seconds())
+    written = requests = 0
+    with writer_lock(store, wait=wait):
+        _copy_catalogue(db, store, now_s)
+        oldest = _gateway_oldest(db)
+        start, gap = _begin(store, store.state(), oldest, now_s, target, settle, retention)
+        work = chunks(start, target, DAY)
+        bar = tqdm(work, unit="day", desc="sync", disable=not progress or len(work) <= PROGRESS_AFTER_CHUNKS)
+        for low, high in bar:
+            rows = _read_chunk(db, low, high)
+            with store.engine.begin() as conn:
+                _write_chunk(conn, low, high, rows, now_s, oldest)
+            written += (high - low) // SLICE
+            requests += sum(row["requests"] for row in rows)
+            bar.set_postfix(requests=requests, refresh=False)
+        watermark = max(start, target)
+    return SyncResult(
+        watermark=instant(watermark),
+        slices=written,
+        requests=int(requests),
+        gap=None if gap is None else (instant(gap[0]), instant(gap[1])),
+        seconds=time.perf_counter() - started,
+    )
