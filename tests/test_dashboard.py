@@ -737,3 +737,113 @@ def test_a_bad_range_in_the_address_is_an_error_a_preset_recovers_from(open_dash
     assert dashboard.span_toggle.value is None
     dashboard.span_toggle.value = "1w"
     assert dashboard.error is None and dashboard.usage.window.span == "1w"
+
+
+# -- issue 13 item 5: the range picker ----------------------------------------------------
+
+TINY_NOW = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def ranged_dashboard(tmp_path):
+    """Factory: a refreshed Dashboard on the tiny orgs (2047 requests an hour before
+    TINY_NOW) plus 4096 requests of ursula's token three days earlier, 2026-11-21 11:00 UTC;
+    root (global admin) sees them all."""
+    builder = GatewayBuilder(f"sqlite:///{tmp_path / 'tiny.sqlite3'}")
+    tiny = build_tiny_org(builder, TINY_NOW)
+    builder.request(tiny.tokens["urs"], datetime(2026, 11, 21, 11, tzinfo=timezone.utc), count=4096)
+    builder.close()
+    made: list[Dashboard] = []
+
+    def make(selection: Selection | None = None, tz: str = "UTC") -> Dashboard:
+        settings = Settings(db_url=tiny.url, viewer="root@example.org", view=Selection(tz=tz, now=TINY_NOW))
+        dashboard = Dashboard(settings, selection or Selection(org="all", span="1d"))
+        made.append(dashboard)
+        dashboard.refresh()
+        return dashboard
+
+    yield make
+    for dashboard in made:
+        dashboard.close()
+
+
+def apply_range(dashboard: Dashboard, start: datetime | None, end: datetime | None) -> None:
+    """What a person does: fill the two inputs, click Apply."""
+    dashboard.range_start.value = start
+    dashboard.range_end.value = end
+    dashboard.range_apply.click()
+
+
+def test_applying_a_range_shows_its_figures_and_puts_it_in_the_address(ranged_dashboard):
+    from urllib.parse import parse_qs
+
+    dashboard = ranged_dashboard()
+    assert dashboard.tile_texts()["Total Requests"] == "2,047"  # the last day: the tiny orgs' requests
+    assert dashboard.range_start.value is None and dashboard.range_end.value is None
+    apply_range(dashboard, datetime(2026, 11, 21), datetime(2026, 11, 22))
+    assert dashboard.error is None and dashboard.range_message is None
+    assert dashboard.tile_texts()["Total Requests"] == "4,096"  # only the 4096 of 2026-11-21
+    assert dashboard.usage.window.span == "custom" and dashboard.span_toggle.value is None
+    chart = dashboard.timeseries_chart
+    assert len(chart.bars.y) == 24 and sum(chart.bars.y) == 4096  # hourly buckets for one day
+    assert parse_qs(dashboard.address.query) == {
+        "org": ["all"], "start": ["2026-11-21T00:00:00+00:00"], "end": ["2026-11-22T00:00:00+00:00"], "top": ["100"],
+    }
+    assert not dashboard.address.push  # a filter: replaces the address
+    assert (dashboard.range_start.value, dashboard.range_end.value) == (datetime(2026, 11, 21), datetime(2026, 11, 22))
+
+
+def test_a_preset_clears_the_applied_range(ranged_dashboard):
+    dashboard = ranged_dashboard()
+    apply_range(dashboard, datetime(2026, 11, 21), datetime(2026, 11, 22))
+    dashboard.span_toggle.value = "1w"
+    assert dashboard.usage.window.span == "1w"
+    assert dashboard.tile_texts()["Total Requests"] == "6,143"  # 4096 + 2047
+    assert dashboard.selection.start is None and dashboard.selection.end is None
+    assert dashboard.address.query == "org=all&span=1w&top=100"
+    assert dashboard.range_start.value is None and dashboard.range_end.value is None
+
+
+@pytest.mark.parametrize("start, end, message", [
+    pytest.param(datetime(2026, 11, 22), datetime(2026, 11, 21),
+                 "the range's start 2026-11-22T00:00:00+00:00 is not before its end 2026-11-21T00:00:00+00:00",
+                 id="start-after-end"),
+    pytest.param(datetime(2026, 11, 21), datetime(2026, 11, 21), "is not before its end", id="start-equals-end"),
+    pytest.param(datetime(2026, 11, 21, 10, 0), datetime(2026, 11, 21, 10, 0, 30), "is shorter than a minute",
+                 id="shorter-than-a-minute"),
+    pytest.param(datetime(2026, 11, 24), datetime(2026, 11, 24, 13),
+                 "the range ends at 2026-11-24T13:00:00+00:00, after now (2026-11-24T12:00:00+00:00)", id="end-in-the-future"),
+    pytest.param(datetime(2026, 11, 21), None, "a custom range needs both start and end", id="end-empty"),
+    pytest.param(None, None, "a custom range needs both start and end", id="both-empty"),
+])
+def test_an_invalid_range_shows_why_and_keeps_the_figures(ranged_dashboard, start, end, message):
+    dashboard = ranged_dashboard(Selection(org="all", span="1w"))
+    usage, tiles, query = dashboard.usage, dashboard.tile_texts(), dashboard.address.query
+    apply_range(dashboard, start, end)
+    assert message in dashboard.range_message
+    assert "Range not applied:" in dashboard.notice_box.value
+    assert html.escape(message) in dashboard.notice_box.value and "Traceback" not in dashboard.notice_box.value
+    assert dashboard.usage is usage and dashboard.tile_texts() == tiles and dashboard.error is None
+    assert dashboard.address.query == query and dashboard.span_toggle.value == "1w"
+    assert "aq-failed" not in dashboard.widget._dom_classes
+    assert (dashboard.range_start.value, dashboard.range_end.value) == (start, end)  # kept, to correct
+    apply_range(dashboard, datetime(2026, 11, 21), datetime(2026, 11, 22))  # corrected: the message goes
+    assert dashboard.range_message is None and "Range not applied" not in dashboard.notice_box.value
+    assert dashboard.tile_texts()["Total Requests"] == "4,096"
+
+
+def test_a_range_in_the_address_fills_the_inputs_in_the_dashboards_zone(ranged_dashboard):
+    # Opened with a range: one end with an offset, one without (read in the zone, Vienna: UTC+1).
+    query = "org=all&start=2026-11-21T00:00:00%2B00:00&end=2026-11-22T00:00&top=100"
+    dashboard = ranged_dashboard(page_from_env({"QUERY_STRING": query, "AQUEDUCT_TZ": "Europe/Vienna"}).selection,
+                                 tz="Europe/Vienna")
+    assert dashboard.error is None and dashboard.usage.window.span == "custom"
+    assert dashboard.tile_texts()["Total Requests"] == "4,096"
+    assert dashboard.range_start.value == datetime(2026, 11, 21, 1, 0)  # 00:00 UTC on Vienna's clock
+    assert dashboard.range_end.value == datetime(2026, 11, 22, 0, 0)
+    assert "Europe/Vienna" in dashboard.range_control.children[3].value  # the zone is shown
+    # Back or Forward to another range fills them too.
+    address = dashboard.address
+    address._on_message(address, {"popstate": "org=all&start=2026-11-20T12:00&end=2026-11-24T13:00&top=100"}, [])
+    assert dashboard.tile_texts()["Total Requests"] == "6,143"  # up to now, 12:00 UTC
+    assert (dashboard.range_start.value, dashboard.range_end.value) == (datetime(2026, 11, 20, 12), datetime(2026, 11, 24, 13))

@@ -712,10 +712,11 @@ def test_charts_axes_partial_days_and_the_failed_share(browser, voila_server, de
         page.context.close()
 
 
-def test_a_custom_range_in_the_address_is_shown_and_a_frame_button_replaces_it(browser, voila_server, demo_gateway,
-                                                                               capsys, shots):
-    """No range picker yet: a range comes from the address (times without an offset in
-    the server's zone). No frame button is active; one replaces the range."""
+def test_a_custom_range_from_the_address_or_the_picker_and_a_frame_button_replacing_it(browser, voila_server,
+                                                                                       demo_gateway, capsys, shots):
+    """A range from the address (times without an offset in the server's zone) fills the
+    range inputs; another one typed there and applied replaces it, in the address too. No
+    frame button is active meanwhile; one replaces the range."""
     page = open_page(browser, voila_server, DEMO_ADMIN_EMAIL,
                      query="org=all&start=2026-11-20T00:00&end=2026-11-23T06:00&top=25")
     try:
@@ -728,11 +729,29 @@ def test_a_custom_range_in_the_address_is_shown_and_a_frame_button_replaces_it(b
         assert page.locator(".aq-span button.mod-active").count() == 0
         assert page.locator(".aq-timeseries rect.bar").count() == 4   # days 20..23
         assert "2026-11-20 00:00:00 to 2026-11-23 06:00:00 (UTC)" in page.locator(".aq-asof").inner_text()
+        start, end = page.locator(".aq-range-start input"), page.locator(".aq-range-end input")
+        assert (start.input_value(), end.input_value()) == ("2026-11-20T00:00", "2026-11-23T06:00")
+        assert page.locator(".aq-range-zone").inner_text() == "UTC"
+
+        # The picker: two times in the server's zone, Apply.
+        start.fill("2026-11-23T09:00")
+        end.fill("2026-11-23T11:30")
+        page.locator(".aq-range-apply").click()
+        picked = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org="all", top=25,
+                        start="2026-11-23T09:00", end="2026-11-23T11:30")
+        assert picked["metrics"]["total_requests"] != ranged["metrics"]["total_requests"]
+        wait_for_address(page, org="all", start="2026-11-23T09:00:00+00:00", end="2026-11-23T11:30:00+00:00",
+                         span=None, top="25")
+        wait_for_tiles(page, expected_tiles(picked))
+        assert page.locator(".aq-timeseries rect.bar").count() == 3   # hours 09..11
+        assert page.locator(".aq-span button.mod-active").count() == 0
         page.screenshot(path=shots / "custom-range.png")
+
         page.locator(".aq-span button", has_text="1m").click()
         wait_for_address(page, org="all", span="1m", start=None, end=None)
         wait_for_tiles(page, expected_tiles(report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org="all", span="1m")))
         assert active_segment(page, "span") == "1m"
+        assert (start.input_value(), end.input_value()) == ("", "")
         assert page.widget_errors == []
     finally:
         page.context.close()

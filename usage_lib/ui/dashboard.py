@@ -22,6 +22,7 @@ import html
 import logging
 import re
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,7 +30,7 @@ import ipywidgets as widgets
 from IPython.display import display
 from ipywidgets.widgets.widget_string import HTMLStyle
 
-from usage_lib.core.spans import SPANS
+from usage_lib.core.spans import SPANS, parse_time, range_window, zone
 from usage_lib.core.urlstate import query_for, selection_from_query
 from usage_lib.core.usage import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.errors import UsageError
@@ -134,7 +135,7 @@ class Dashboard:
         self.org_label = self._html("", "aq-org-name")
         self.org_control = self._box(widgets.Box, [self.org_label], "aq-control-body")
         self.span_toggle = widgets.ToggleButtons(
-            # No preset selected for a custom range (from the URL; no picker yet).
+            # No preset selected for a custom range (from the picker or the URL).
             options=list(SPANS),
             value=None if self.selection.custom else self.selection.span if self.selection.span in SPANS else "1d",
             tooltips=[SPANS[s].label for s in SPANS],
@@ -150,6 +151,29 @@ class Dashboard:
         self.top_toggle.add_class("aq-segmented")
         self.top_toggle.add_class("aq-top")
         self.top_toggle.observe(self._on_top, names="value")
+        self.range_start = widgets.NaiveDatetimePicker(value=None, tooltip="Start (included)")
+        self.range_end = widgets.NaiveDatetimePicker(value=None, tooltip="End (excluded)")
+        for picker, css in ((self.range_start, "aq-range-start"), (self.range_end, "aq-range-end")):
+            picker.add_class("aq-range-input")
+            picker.add_class(css)
+        self._show_range(self.selection.start, self.selection.end)
+        self.range_apply = widgets.Button(description="Apply", tooltip="Show this range")
+        self.range_apply.add_class("aq-range-apply")
+        self.range_apply.on_click(lambda _b: self._apply_range())
+        #: Why the last range asked for was not applied (shown as a notice), or None.
+        self.range_message: str | None = None
+        self.range_control = self._box(
+            widgets.HBox,
+            [
+                self.range_start,
+                self._html('<span class="aq-range-sep">to</span>'),
+                self.range_end,
+                self._html(f'<span class="aq-range-zone" title="times are read in this zone">'
+                           f"{html.escape(self.selection.tz)}</span>"),
+                self.range_apply,
+            ],
+            "aq-control-body", "aq-range",
+        )
         self.as_of = self._html("", "aq-asof")
         spacer = self._box(widgets.Box, [], "aq-spacer")
         self.filters = self._box(
@@ -157,6 +181,7 @@ class Dashboard:
             [
                 self._control("Organization", self.org_control, "aq-control-org"),
                 self._control("Time Frame", self.span_toggle, "aq-control-span"),
+                self._control("Custom Range", self.range_control, "aq-control-range"),
                 self._control("Top", self.top_toggle, "aq-control-top"),
                 spacer,
                 self.as_of,
@@ -256,31 +281,47 @@ class Dashboard:
     @property
     def controls(self) -> tuple[widgets.Widget, ...]:
         return (
-            self.org_dropdown, self.span_toggle, self.top_toggle,
+            self.org_dropdown, self.span_toggle, self.range_start, self.range_end, self.range_apply, self.top_toggle,
             self.all_orgs_button, self.all_tokens_button, self.retry_button,
         )
 
     # -- requests from the page -------------------------------------------------------
 
     def select(self, *, org: object = ..., span: str | None = None, token: object = ..., top: int | None = None,
+               start: datetime | str | None = ..., end: datetime | str | None = ...,
                push: bool = False) -> Usage | None:
         """Request another view and refresh. Unknown or forbidden values fall back (the core decides).
 
         With `push` (a drill-down or a way back up) the new view is a step in the browser's
         history, so Back returns to the one before; otherwise (filters) the address is
         replaced. Ignored while a refresh runs (its result replaces the request anyway).
-        A span replaces a custom range.
+
+        A span replaces a custom range; `start` and `end` (datetimes or ISO 8601 text, read
+        in the dashboard's zone without an offset) ask for one instead of the span. A range
+        that cannot be shown (one of the two missing, `start >= end`, shorter than a minute,
+        ending after now) is not requested: `range_message` and a notice say why, and the
+        figures shown stay.
         """
         if self._busy:
             return self.usage
-        self._push = push
         changes: dict[str, Any] = {}
+        if start is not ... or end is not ...:
+            start = None if start is ... else start
+            end = None if end is ... else end
+            problem = self._range_problem(start, end)
+            if problem is not None:
+                self._refuse_range(problem)
+                return self.usage
+            changes.update(start=start, end=end)
+        elif span is not None:
+            changes.update(start=None, end=None)
+        self._push = push
         if org is not ...:
             changes["org"] = org
         if token is not ...:
             changes["token"] = token
         if span is not None:
-            changes.update(span=span, start=None, end=None)
+            changes["span"] = span
         if top is not None:
             changes["top"] = top
         self.selection = dataclasses.replace(self.selection, **changes)
@@ -294,6 +335,41 @@ class Dashboard:
     def _on_span(self, change) -> None:
         if not self._syncing and change["new"] is not None:
             self.select(span=change["new"])
+
+    def _apply_range(self) -> None:
+        """The Apply button: request the range in the two inputs (wall-clock times in the
+        dashboard's zone)."""
+        if not self._busy:
+            self.select(start=self.range_start.value, end=self.range_end.value)
+
+    def _range_problem(self, start: object, end: object) -> str | None:
+        """Why the core would refuse the range `start`-`end` now (its own one-line message),
+        or None."""
+        if start in (None, "") or end in (None, ""):
+            return "a custom range needs both start and end"
+        try:
+            tz = zone(self.selection.tz)
+            now = self.selection.now or datetime.now(timezone.utc)
+            range_window(start, end, now if now.tzinfo is not None else now.replace(tzinfo=tz), tz)
+        except UsageError as exc:
+            return str(exc)
+        return None
+
+    def _refuse_range(self, message: str) -> None:
+        log.info("range not applied: %s", message)
+        self.range_message = message
+        self._show_notices()
+
+    def _show_range(self, start: object, end: object) -> None:
+        """Fill the two inputs with a range (wall clock in the dashboard's zone); what does
+        not parse leaves its input empty."""
+        for picker, value in ((self.range_start, start), (self.range_end, end)):
+            try:
+                tz = zone(self.selection.tz)
+                moment = parse_time(value, tz, "time").astimezone(tz).replace(tzinfo=None) if value else None
+            except (UsageError, ValueError, OverflowError):
+                moment = None
+            picker.value = moment
 
     def _on_top(self, change) -> None:
         if not self._syncing:
@@ -321,8 +397,10 @@ class Dashboard:
         if self._busy:
             return
         wanted = selection_from_query(query, dataclasses.replace(self.selection, token=None))
-        self.selection = dataclasses.replace(self.selection, start=wanted.start, end=wanted.end)
-        self.select(org=wanted.org, span=None if wanted.custom else wanted.span, token=wanted.token, top=wanted.top)
+        if wanted.custom:
+            self.select(org=wanted.org, token=wanted.token, top=wanted.top, start=wanted.start, end=wanted.end)
+        else:
+            self.select(org=wanted.org, span=wanted.span, token=wanted.token, top=wanted.top)
 
     # -- refresh ----------------------------------------------------------------------
 
@@ -409,6 +487,7 @@ class Dashboard:
                 if self.org_control.children != (self.org_label,):
                     self.org_control.children = (self.org_label,)
             self.span_toggle.value = None if window.custom else window.span
+            self._show_range(window.start, window.until) if window.custom else self._show_range(None, None)
             self.top_toggle.value = usage.top_k
         finally:
             self._syncing = False
@@ -452,11 +531,21 @@ class Dashboard:
         self.table_title.value = self._card_title(TOP_TITLES[usage.top_kind], f"top {usage.top_k}")
         self.error_box.value = ""
         self.widget.remove_class("aq-failed")
-        self.notice_box.value = "".join(
-            [f'<div class="aq-notice">{html.escape(n)}</div>' for n in usage.notices]
-            + [f'<div class="aq-notice aq-fallback">{html.escape(n)}</div>' for n in usage.fallbacks]
-        )
+        self.range_message = None
+        self._show_notices()
         self._set_back_buttons()
+
+    def _show_notices(self) -> None:
+        """The figures' notices and fallbacks, and why a range was not applied."""
+        usage = self.usage
+        parts = []
+        if self.range_message is not None:
+            parts.append(f'<div class="aq-notice aq-range-refused"><strong>Range not applied:</strong> '
+                         f"{html.escape(self.range_message)}</div>")
+        if usage is not None:
+            parts += [f'<div class="aq-notice">{html.escape(n)}</div>' for n in usage.notices]
+            parts += [f'<div class="aq-notice aq-fallback">{html.escape(n)}</div>' for n in usage.fallbacks]
+        self.notice_box.value = "".join(parts)
 
     def _show_error(self, message: str) -> None:
         """No figures at all rather than stale ones next to an error."""
@@ -466,6 +555,7 @@ class Dashboard:
         self.error_box.value = (
             f'<div class="aq-error-text"><strong>Could not load usage.</strong> {html.escape(message)}</div>'
         )
+        self.range_message = None
         self.notice_box.value = ""
         for key, label, _ in TILES:
             self.tiles[key].value = self._tile_html(label, formatting.PLACEHOLDER)
