@@ -1,4 +1,4 @@
-"""The `usage-dashboard` command: demo database, report, snapshot, serve.
+"""The `usage-dashboard` command: demo database, report, snapshot, sync, serve.
 
 A thin layer: each command turns its arguments into `Settings` and a `Selection` and
 makes one library call. Errors a user can fix print as one line on stderr (exit status
@@ -11,7 +11,7 @@ import argparse
 import logging
 import os
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -19,10 +19,14 @@ from usage_lib.core.spans import DEFAULT_SPAN, SPANS
 from usage_lib.core.usage import DEFAULT_TOP, TOP_CHOICES, Selection
 from usage_lib.demo import build_demo, demo_paths
 from usage_lib.errors import UsageError
+from usage_lib.history.slices import parse_duration
+from usage_lib.history.sync import DEFAULT_RETENTION, DEFAULT_SETTLE
 from usage_lib.render.files import Report, json_bytes
 from usage_lib.render.text import text
 from usage_lib.serving.serve import serve
-from usage_lib.settings import DEMO_DB, ENV_DB_URL, ENV_DEMO, ENV_ROUTER_CONFIG, ENV_TZ, ENV_VIEWER, Settings
+from usage_lib.settings import (
+    DEMO_DB, ENV_ARCHIVE_URL, ENV_DB_URL, ENV_DEMO, ENV_ROUTER_CONFIG, ENV_TZ, ENV_VIEWER, Settings,
+)
 from usage_lib.snapshot import FORMATS, export_snapshot
 
 
@@ -31,6 +35,15 @@ def _iso(value: str) -> datetime:
         return datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+
+
+def _text(duration) -> str:
+    """A timedelta as `parse_duration` reads it: '2h', '7d', '90s'."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _scope_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,11 +60,13 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=DEFAULT_TOP, choices=list(TOP_CHOICES))
     parser.add_argument("--tz", default="UTC", help="IANA time zone of the chart buckets")
     parser.add_argument("--now", type=_iso, default=None, help="as-of time, ISO 8601 (no offset: in --tz)")
+    parser.add_argument("--archive", default=None, help="usage archive URL or SQLite file (see `sync`): settled history from it, the rest from --db")
 
 
 def _settings(args: argparse.Namespace) -> tuple[Settings, Selection]:
     view = Selection(tz=args.tz, now=args.now)
-    settings = Settings(db_url=args.db, router_config=args.router_config, viewer=args.viewer, view=view)
+    settings = Settings(db_url=args.db, router_config=args.router_config, viewer=args.viewer, view=view,
+                        archive_url=args.archive)
     return settings, settings.select(org=args.org, span=args.span, token=args.token, top=args.top,
                                      start=args.start, end=args.end)
 
@@ -80,6 +95,28 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(text: str, option: str):
+    duration = parse_duration(text, option)
+    if not duration:
+        raise UsageError(f"{option} must be longer than 0")
+    return duration
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    now = args.now.replace(tzinfo=timezone.utc) if args.now is not None and args.now.tzinfo is None else args.now
+    settings = Settings(db_url=args.db, archive_url=args.archive)
+    result = settings.sync(now=now, settle=_duration(args.settle, "--settle"),
+                           retention=_duration(args.retention, "--retention"), wait=args.wait,
+                           progress=not args.quiet and sys.stderr.isatty())
+    if result.gap is not None:
+        print(f"gap: the gateway no longer holds {result.gap[0].isoformat()} to {result.gap[1].isoformat()}; "
+              "the archive records it as missing", file=sys.stderr)
+    if not args.quiet:
+        print(f"archived {result.slices} slices ({result.requests:,} requests) in {result.seconds:.1f} s; "
+              f"complete up to {result.watermark.isoformat()}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     # Who is looking (AQUEDUCT_IDENTITY...) and a pinned as-of time come from the
     # operator's environment; the arguments name the database, router config, viewer, zone.
@@ -98,7 +135,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.viewer:
         env[ENV_VIEWER] = args.viewer
     env[ENV_TZ] = args.tz
-    return serve(Settings.from_env(env), args.host, args.port)
+    if args.archive:
+        env[ENV_ARCHIVE_URL] = args.archive
+    return serve(Settings.from_env(env), args.host, args.port,
+                 sync_every=_duration(args.sync_every, "--sync-every"), settle=_duration(args.settle, "--settle"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--out", type=Path, required=True, help=f"the file to write; its suffix is the format: {', '.join(FORMATS)}")
     snapshot.set_defaults(run=cmd_snapshot)
 
+    sync_ = commands.add_parser("sync", help="archive the gateway's settled usage (history beyond its retention)")
+    sync_.add_argument("--db", required=True, help="the gateway's database URL (read only)")
+    sync_.add_argument("--archive", required=True, help="archive URL (postgresql://...) or SQLite file, made on the first run")
+    sync_.add_argument("--settle", default=_text(DEFAULT_SETTLE), help="archive a 15-minute slice once it ended this long ago (default %(default)s: longer than any stream)")
+    sync_.add_argument("--retention", default=_text(DEFAULT_RETENTION), help="the gateway's REQUEST_RETENTION_DAYS, to tell a gap from quiet time (default %(default)s)")
+    sync_.add_argument("--now", type=_iso, default=None, help="as-of time, ISO 8601 (no offset: UTC; default: now)")
+    sync_.add_argument("--wait", action="store_true", help="wait for another sync writing the archive instead of exiting")
+    sync_.add_argument("--quiet", action="store_true", help="print nothing unless something is wrong")
+    sync_.set_defaults(run=cmd_sync)
+
     serve_ = commands.add_parser("serve", help="serve the dashboard with Voila (the demo database unless --db)")
     serve_.add_argument("--db", default=None, help="database URL (default: the demo database, built on first run)")
     serve_.add_argument("--router-config", type=Path, default=None)
@@ -128,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_.add_argument("--tz", default="UTC")
     serve_.add_argument("--port", type=int, default=8866)
     serve_.add_argument("--host", default="127.0.0.1")
+    serve_.add_argument("--archive", default=None, help="usage archive URL or SQLite file: read history from it and keep it synced")
+    serve_.add_argument("--sync-every", default="1m", help="with --archive: sync this often (default %(default)s)")
+    serve_.add_argument("--settle", default=_text(DEFAULT_SETTLE), help="with --archive: the settle horizon (default %(default)s)")
     serve_.set_defaults(run=cmd_serve)
     return parser
 

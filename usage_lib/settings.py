@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Mapping
 
@@ -23,6 +23,9 @@ from usage_lib.demo import DEMO_ADMIN_EMAIL, demo_paths
 from usage_lib.errors import UsageError
 from usage_lib.gateway.db import database_url, open_database
 from usage_lib.gateway.routerconfig import load_router_config
+from usage_lib.history.archive import Archive, open_archive
+from usage_lib.history.store import open_store
+from usage_lib.history.sync import DEFAULT_RETENTION, DEFAULT_SETTLE, SyncResult, sync
 
 ENV_DB_URL = "AQUEDUCT_DB_URL"
 ENV_ROUTER_CONFIG = "AQUEDUCT_ROUTER_CONFIG"
@@ -32,8 +35,10 @@ ENV_IDENTITY = "AQUEDUCT_IDENTITY"
 ENV_IDENTITY_HEADER = "AQUEDUCT_IDENTITY_HEADER"
 ENV_VIEWER = "AQUEDUCT_VIEWER"
 ENV_DEMO = "AQUEDUCT_DEMO"
+ENV_ARCHIVE_URL = "AQUEDUCT_ARCHIVE_URL"
 #: Every variable `to_env` owns (and so removes when a setting is unset).
-ENV_NAMES = (ENV_DB_URL, ENV_ROUTER_CONFIG, ENV_TZ, ENV_NOW, ENV_IDENTITY, ENV_IDENTITY_HEADER, ENV_VIEWER, ENV_DEMO)
+ENV_NAMES = (ENV_DB_URL, ENV_ROUTER_CONFIG, ENV_TZ, ENV_NOW, ENV_IDENTITY, ENV_IDENTITY_HEADER, ENV_VIEWER, ENV_DEMO,
+             ENV_ARCHIVE_URL)
 
 IDENTITY_MODES = ("header", "jupyterhub", "fixed")
 DEFAULT_IDENTITY_HEADER = "X-Forwarded-Email"
@@ -61,11 +66,16 @@ class Settings:
     #: The built-in demo database: an unset viewer is the demo's global admin.
     demo: bool = False
     problems: tuple[str, ...] = ()
+    #: The usage archive (docs/history.md) to read settled history from; None: the
+    #: gateway alone.
+    archive_url: str | None = None
 
     def __post_init__(self) -> None:
         # A plain SQLite path becomes a URL naming the same file from any directory
         # (a kernel runs elsewhere); a router config given as text becomes a path.
         object.__setattr__(self, "db_url", database_url(self.db_url))
+        if self.archive_url:
+            object.__setattr__(self, "archive_url", database_url(self.archive_url))
         if self.router_config is not None:
             object.__setattr__(self, "router_config", Path(self.router_config))
 
@@ -107,6 +117,7 @@ class Settings:
             view=Selection(tz=env.get(ENV_TZ, "").strip() or "UTC", now=now),
             demo=demo,
             problems=tuple(problems),
+            archive_url=env.get(ENV_ARCHIVE_URL, "").strip() or None,
         )
 
     def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -122,6 +133,7 @@ class Settings:
             ENV_IDENTITY_HEADER: self.identity_header if self.identity == "header" else None,
             ENV_VIEWER: self.viewer,
             ENV_DEMO: "1" if self.demo else None,
+            ENV_ARCHIVE_URL: self.archive_url,
         }
         env.update({key: value for key, value in values.items() if value is not None})
         return env
@@ -152,6 +164,29 @@ class Settings:
                 find_viewer(db, self.viewer)
         finally:
             db.close()
+        if self.archive_url:
+            self.archive().close()
+
+    def archive(self) -> Archive | None:
+        """The usage archive opened for reading (None without one); `UsageError` if it
+        cannot be read (missing: run `sync` first)."""
+        return open_archive(self.archive_url) if self.archive_url else None
+
+    def sync(self, now: datetime | None = None, settle: timedelta = DEFAULT_SETTLE,
+             retention: timedelta = DEFAULT_RETENTION, wait: bool = False, progress: bool = False) -> SyncResult:
+        """Bring the archive up to date with the gateway's settled usage (creating it on
+        the first run): see `usage_lib.history.sync.sync`."""
+        if not self.archive_url:
+            raise UsageError("no archive: give --archive URL (an SQLite file or a PostgreSQL URL)")
+        db = open_database(self.db_url)
+        try:
+            store = open_store(self.archive_url, writable=True)
+            try:
+                return sync(db, store, now=now, settle=settle, retention=retention, wait=wait, progress=progress)
+            finally:
+                store.close()
+        finally:
+            db.close()
 
     def models(self) -> tuple[str, ...] | None:
         """The router config's model names; None without one (every request counts)."""
@@ -169,7 +204,12 @@ class Settings:
         models = self.models()
         db = open_database(self.db_url)
         try:
-            return compute_usage(db, viewer, selection, models=models)
+            archive = self.archive()
+            try:
+                return compute_usage(db, viewer, selection, models=models, archive=archive)
+            finally:
+                if archive is not None:
+                    archive.close()
         finally:
             db.close()
 
