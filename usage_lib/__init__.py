@@ -6,6 +6,8 @@ The data flows one way, each layer importing only those before it:
 - `core`: spans and buckets, who may see what (`access`), the three SQL statements of
   a refresh (`queries`), and `compute_usage`, whose `Usage` holds every figure as
   pandas DataFrames (raw request rows never leave the database);
+- `history`: the usage archive, settled history beyond the gateway's retention
+  (`sync`, and `open_archive` for `compute_usage(..., archive=...)`);
 - `demo`: a demo gateway database;
 - `settings`: where the data is and who is looking (`Settings`, the environment);
 - `render`: the figures written for people: labels, JSON/CSV/zip/text files, the
@@ -28,6 +30,7 @@ from usage_lib.core.usage import Selection, Usage, compute_usage
 from usage_lib.errors import UsageError
 from usage_lib.gateway.db import Database, open_database
 from usage_lib.gateway.routerconfig import load_router_config
+from usage_lib.history.archive import open_archive
 from usage_lib.settings import Settings
 
 __all__ = [
@@ -38,5 +41,6 @@ __all__ = [
     "UsageError",
     "compute_usage",
     "load_router_config",
+    "open_archive",
     "open_database",
 ]
