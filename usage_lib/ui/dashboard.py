@@ -89,6 +89,7 @@ class Dashboard:
         self.error: str | None = None
         self.timings: dict[str, float] = {}
         self._db = database
+        self._archive = None
         self._models = models
         self._models_loaded = database is not None or models is not None
         self._compute = compute
@@ -407,6 +408,8 @@ class Dashboard:
     def _database(self) -> tuple[Database, Sequence[str] | None]:
         if self._db is None:
             self._db = open_database(self.settings.db_url)
+        if self._archive is None and self.settings.archive_url:
+            self._archive = self.settings.archive()
         if not self._models_loaded:
             self._models = self.settings.models()
             self._models_loaded = True
@@ -426,7 +429,7 @@ class Dashboard:
             if not self.viewer:
                 raise UsageError("no viewer configured")
             db, models = self._database()
-            usage = self._compute(db, self.viewer, self.selection, models=models)
+            usage = self._compute(db, self.viewer, self.selection, models=models, archive=self._archive)
             computed = time.perf_counter()
             self._adopt(usage)
             self._render(usage)
@@ -585,6 +588,8 @@ class Dashboard:
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
+        if self._archive is not None:
+            self._archive.close()
 
 
 def show_dashboard(settings: Settings, selection: Selection | None = None, *, follow_address: bool = False,
