@@ -115,8 +115,12 @@ def test_the_dashboard_reads_through_the_archive(tiny, synced):
     try:
         dashboard.refresh()
         assert dashboard.usage.metrics.total_requests == ACME
-        # The 1d window reaches back before the archive's first slice: said on the page.
-        assert "The usage archive starts at" in dashboard.notice_box.value
+        # The 1d window reaches back before the archive's first slice (11:00, the tiny
+        # org's first request): said on the page, and its 23 hours are banded grey.
+        assert "The usage archive starts at 2026-11-24 11:00" in dashboard.notice_box.value
+        chart = dashboard.timeseries_chart
+        assert len(chart.unrecorded.x) == 23
+        assert "no record" in chart.tip.html_for(0) and "no record" not in chart.tip.html_for(23)
     finally:
         dashboard.close()
 

@@ -87,6 +87,8 @@ class Settled:
     rows: Sequence[Sequence[Any]]
     gateway_ranges: tuple[queries.Range, ...]
     notices: tuple[str, ...] = ()
+    #: Parts of the window with no record anywhere (`Usage.unrecorded`).
+    unrecorded: tuple[tuple[datetime, datetime], ...] = ()
 
 
 class SettledSource(Protocol):
@@ -152,6 +154,10 @@ class Usage:
     bucket_counts: np.ndarray = field(repr=False, compare=False)
     notices: tuple[str, ...] = field(default=())
     fallbacks: tuple[str, ...] = field(default=())
+    #: Parts of the window of which neither the gateway nor the archive has a record
+    #: (an archive gap, or before its history began): their buckets show 0 for want of
+    #: data, not for want of use.
+    unrecorded: tuple[tuple[datetime, datetime], ...] = field(default=())
 
     @cached_property
     def breakdown(self) -> pd.DataFrame:
@@ -488,6 +494,7 @@ def compute_usage(
         key_kind="user_id" if kind == "user_id" and db.has_user_id else "token",
         bucket_counts=before,
         notices=tuple(notices),
+        unrecorded=settled.unrecorded if settled is not None else (),
         fallbacks=selection_notes + scope.fallbacks,
     )
 

@@ -36,6 +36,8 @@ class Plan:
     hours: bool
     gateway_ranges: tuple[Range, ...]
     notices: tuple[str, ...]
+    #: (start, end) epoch seconds without a record: gaps, and before history began.
+    unrecorded: tuple[tuple[int, int], ...] = ()
 
 
 def _aligned(window: Window, step: int) -> bool:
@@ -87,15 +89,18 @@ def plan(window: Window, state: State, gaps: Sequence[tuple[int, int]] = ()) -> 
     if not aligned and gone[0] < gone[1]:
         notices.append(f"Before {_shown(gone[1], window)} the gateway no longer holds the requests: "
                        "each 15-minute slice of the archive is counted in its first minute.")
+    unrecorded = []
     if start < state.first_slice and held_from > start:
         notices.append(f"The usage archive starts at {_shown(state.first_slice, window)}: "
                        "nothing before it was recorded.")
+        unrecorded.append((floor_to(start), min(state.first_slice, floor_to(held_from))))
     for gap_start, gap_end in gaps:
         if gap_start < high and gap_end > low:
             notices.append(f"No usage recorded from {_shown(gap_start, window)} to {_shown(gap_end, window)}: "
                            "the gateway deleted those requests before a sync saved them.")
+            unrecorded.append((gap_start, gap_end))
     return Plan(start=low, end=high, hours=aligned and _aligned(window, HOUR), gateway_ranges=tuple(ranges),
-                notices=tuple(notices))
+                notices=tuple(notices), unrecorded=tuple(unrecorded))
 
 
 def _token_parts(plan_: Plan, detail: bool) -> list[tuple[Any, int, int]]:
@@ -209,8 +214,11 @@ class Archive:
             chosen = plan(window, state, gaps)
             if chosen is None:
                 return Settled(rows=[], gateway_ranges=window_ranges(window))
+            zone = window.start.tzinfo
             return Settled(rows=_rows(conn, chosen, scope, window, models, by_user_id),
-                           gateway_ranges=chosen.gateway_ranges, notices=chosen.notices)
+                           gateway_ranges=chosen.gateway_ranges, notices=chosen.notices,
+                           unrecorded=tuple((instant(a).astimezone(zone), instant(b).astimezone(zone))
+                                            for a, b in chosen.unrecorded if a < b))
 
     def close(self) -> None:
         self.store.close()

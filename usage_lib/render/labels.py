@@ -42,6 +42,10 @@ PARTIAL_AXIS_NOTE = "pale bars: partial {unit}s"
 #: A partial bucket's tooltip line.
 PARTIAL_FROM = "partial {unit}: from {time}"
 PARTIAL_UNTIL = "partial {unit}: up to {time}"
+#: Buckets of which no record exists (an archive gap, or before its history): the time
+#: axis note and their tooltip line.
+UNRECORDED_AXIS_NOTE = "grey: no record"
+UNRECORDED_NOTE = "no record of this time (see the notice above)"
 
 
 @dataclass(frozen=True)

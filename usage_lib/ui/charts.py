@@ -13,7 +13,8 @@ are never recomputed here). bqplot traps handled (see STACK-NOTES):
 What the charts say beyond the bars: value axes end at the first round tick above the
 largest bar (`nice_ticks`), every axis but the models' has a title, and the partial
 buckets at both ends of the time chart (the window starts inside its first bucket, the
-last one ends now) are drawn pale, with the part they cover in their tooltip.
+last one ends now) are drawn pale, with the part they cover in their tooltip. Buckets of
+which nothing is recorded (`Usage.unrecorded`: an archive gap) get a grey band behind.
 """
 
 from __future__ import annotations
@@ -32,13 +33,16 @@ from ipywidgets import Layout
 from usage_lib.core.spans import Span, Window, spec
 from usage_lib.render import formatting
 from usage_lib.render.labels import (
-    PARTIAL_AXIS_NOTE, PARTIAL_FROM, PARTIAL_UNTIL, TIME_AXIS_LABEL, VALUE_AXIS_LABEL,
+    PARTIAL_AXIS_NOTE, PARTIAL_FROM, PARTIAL_UNTIL, TIME_AXIS_LABEL, UNRECORDED_AXIS_NOTE, UNRECORDED_NOTE,
+    VALUE_AXIS_LABEL,
 )
 
 #: The palette, shared with the page's stylesheet (dashboard.py).
 PRIMARY = "#4f46e5"
 #: Bars of partial buckets (the time chart's first and last).
 PARTIAL = "#a5b4fc"
+#: The band behind buckets without a record.
+UNRECORDED = "#e2e8f0"
 AXIS_COLOR = "#64748b"
 GRID_COLOR = "#e2e8f0"
 
@@ -134,6 +138,16 @@ def partial_buckets(window: Window | None, n_buckets: int) -> set[int]:
     return partial
 
 
+def unrecorded_buckets(window: Window | None, spans) -> set[int]:
+    """Indexes of the buckets that overlap a span (start, end) of which nothing is recorded."""
+    if window is None:
+        return set()
+    return {
+        index for index, (start, end) in enumerate(zip(window.starts, window.edges))
+        if any(low < end and high > start for low, high in spans)
+    }
+
+
 #: How a partial bucket's tooltip writes where the window cuts it.
 _CUT_FORMAT = {"minute": "%H:%M:%S", "hour": "%H:%M", "day": "%a %H:%M"}
 
@@ -215,6 +229,15 @@ class TimeseriesChart:
             opacities=[1.0],
         )
         self.bars.on_hover(self.tip.on_hover)
+        self.unrecorded = bq.Bars(
+            x=np.array([], dtype="datetime64[ms]"),
+            y=np.array([], dtype="float64"),
+            scales={"x": self.x_scale, "y": self.y_scale},
+            colors=[UNRECORDED],
+            padding=0.0,
+            align="center",
+            stroke_width=0.0,
+        )
         self.x_axis = _axis_style(
             bq.Axis(scale=self.x_scale, grid_lines="none", tick_format="%H:%M", label_offset="34px")
         )
@@ -223,16 +246,16 @@ class TimeseriesChart:
                     label=VALUE_AXIS_LABEL, label_offset="48px")
         )
         self.figure = _figure(
-            [self.bars], [self.x_axis, self.y_axis], {"top": 12, "bottom": 48, "left": 66, "right": 16}, TIMESERIES_HEIGHT
+            [self.unrecorded, self.bars], [self.x_axis, self.y_axis], {"top": 12, "bottom": 48, "left": 66, "right": 16}, TIMESERIES_HEIGHT
         )
         self.figure.add_class("aq-chart")
         self.figure.add_class("aq-timeseries")
 
     def update(self, timeseries: pd.DataFrame, span: str | Span, window: Window | None = None,
-               tz: str | None = None) -> None:
+               tz: str | None = None, unrecorded=()) -> None:
         """Show `usage.timeseries` (bucket, requests) for `span` (a key or `usage.window.spec`);
         with `usage.window` the partial buckets are drawn pale, with `usage.tz` the time
-        axis names the zone."""
+        axis names the zone, with `usage.unrecorded` buckets without a record are banded."""
         span = spec(span)
         starts = list(timeseries["bucket"])
         x = wall_clock_positions(starts)
@@ -255,12 +278,16 @@ class TimeseriesChart:
                 notes[0] = PARTIAL_FROM.format(unit=unit, time=window.start.strftime(_CUT_FORMAT[unit]))
             if len(starts) - 1 in partial:
                 notes[len(starts) - 1] = PARTIAL_UNTIL.format(unit=unit, time=window.cut.strftime(_CUT_FORMAT[unit]))
+        missing = unrecorded_buckets(window, unrecorded)
+        notes.update({index: UNRECORDED_NOTE for index in missing})
         self.tip.set_rows(
             [(formatting.bucket(moment, span), int(n)) for moment, n in zip(starts, timeseries["requests"])], notes
         )
         axis_label = TIME_AXIS_LABEL.format(unit=unit.capitalize(), tz=tz) if tz else unit.capitalize()
         if partial:
             axis_label += " \u00b7 " + PARTIAL_AXIS_NOTE.format(unit=unit)
+        if missing:
+            axis_label += " \u00b7 " + UNRECORDED_AXIS_NOTE
         with self.bars.hold_sync(), self.x_scale.hold_sync(), self.y_scale.hold_sync(), self.x_axis.hold_sync():
             self.x_scale.min = lo
             self.x_scale.max = hi
@@ -273,12 +300,16 @@ class TimeseriesChart:
             self.bars.colors = [PARTIAL if index in partial else PRIMARY for index in range(len(starts))] or [PRIMARY]
             self.bars.x = x
             self.bars.y = y
+        with self.unrecorded.hold_sync():
+            self.unrecorded.x = x[sorted(missing)] if missing else np.array([], dtype="datetime64[ms]")
+            self.unrecorded.y = np.full(len(missing), float(ticks[-1]))
 
     def clear(self) -> None:
         self.tip.set_rows([])
-        with self.bars.hold_sync():
-            self.bars.x = np.array([], dtype="datetime64[ms]")
-            self.bars.y = np.array([], dtype="float64")
+        for bars in (self.bars, self.unrecorded):
+            with bars.hold_sync():
+                bars.x = np.array([], dtype="datetime64[ms]")
+                bars.y = np.array([], dtype="float64")
 
 
 class ModelsChart:

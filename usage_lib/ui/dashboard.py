@@ -524,7 +524,7 @@ class Dashboard:
             self.tiles["failed_requests"].add_class("aq-tile-alert")
         else:
             self.tiles["failed_requests"].remove_class("aq-tile-alert")
-        self.timeseries_chart.update(usage.timeseries, span, window, usage.tz)
+        self.timeseries_chart.update(usage.timeseries, span, window, usage.tz, usage.unrecorded)
         self.models_chart.update(usage.models)
         unit = span.per_bucket
         first, last = usage.timeseries["bucket"].iloc[0], usage.timeseries["bucket"].iloc[-1]
