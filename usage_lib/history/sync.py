@@ -175,13 +175,16 @@ def _begin(store: Store, current: State | None, oldest: int | None, now: int, ta
                 settle_seconds=int(settle.total_seconds()), synced_at=now))
             return first, None
         watermark = current.watermark
+        # The gateway's oldest request now, even when no slice is due: readers take the
+        # time before it from the archive alone (its retention job may have just run).
         conn.execute(update(schema.state).where(schema.state.c.id == 1).values(
-            settle_seconds=int(settle.total_seconds())))
-        if oldest is None or oldest < watermark:
+            settle_seconds=int(settle.total_seconds()), gateway_oldest=oldest))
+        if oldest is not None and oldest < watermark:
             return watermark, None
-        # No request of the gateway is older than `oldest`: the time in between holds
-        # none. If the retention job may have deleted some there, it is a gap.
-        resume = floor_to(oldest)
+        # No request of the gateway is older than `oldest` (or it holds none at all): the
+        # time in between holds none. If the retention job may have deleted some there,
+        # it is a gap.
+        resume = floor_to(oldest) if oldest is not None else target
         gap_end = min(resume, floor_to(now - retention.total_seconds()))
         gap = (watermark, gap_end) if gap_end > watermark else None
         if gap:
@@ -189,7 +192,9 @@ def _begin(store: Store, current: State | None, oldest: int | None, now: int, ta
             log.warning("archive gap %s to %s: the gateway deleted those requests before a sync",
                         instant(gap[0]).isoformat(), instant(gap[1]).isoformat())
         if resume > watermark:
-            conn.execute(update(schema.state).where(schema.state.c.id == 1).values(watermark=resume))
+            # Nothing to read up to `resume`: written as an empty chunk, so that the hour
+            # holding the old watermark is rolled up with the slices synced before it.
+            _write_chunk(conn, watermark, resume, [], now, oldest)
         return max(resume, watermark), gap
 
 
