@@ -169,7 +169,7 @@ def add_first_day(g, ids) -> None:
 
         09:00:00            A gpt-4o  1
         09:14:59.999999     A gpt-4o  2                 (slice 09:00)
-        09:15:00            A gpt-4o  4, user_id "u@x"  (slice 09:15)
+        09:15:00            A gpt-4o  4, user_id "u@x"  (slice 09:15; SQLite: "...:00.000000")
         09:20               B claude  8
         10:29:59.999999     B gpt-4o 16, status 500     (slice 10:15, the last settled)
         10:30:00            A gpt-4o 32                 (slice 10:30: not settled)
@@ -177,7 +177,7 @@ def add_first_day(g, ids) -> None:
     """
     g.request(ids["A"], at("09:00"), count=1)
     g.request(ids["A"], at("09:14:59.999999"), count=2)
-    g.request(ids["A"], at("09:15"), count=4, user_id="u@x")
+    g.request(ids["A"], at("09:15"), count=4, user_id="u@x", long_form=True)
     g.request(ids["B"], at("09:20"), count=8, model="claude")
     g.request(ids["B"], at("10:29:59.999999"), count=16, status=500)
     g.request(ids["A"], at("10:30"), count=32)
@@ -794,3 +794,19 @@ def test_a_sync_of_one_day_shows_no_progress_bar(first_day_sqlite, capsys):
     capsys.readouterr()
     run_sync(g.url, archive_url, now=at("12:40"), progress=True)
     assert capsys.readouterr().err == ""
+
+
+# --- gateways older than the user_id column -------------------------------------------
+
+
+def test_a_gateway_without_the_user_id_column_syncs_and_reads_the_same_figures(gateway_db, new_archive):
+    g = gateway_db(user_id_column=False)
+    ids = admin_with_two_tokens(g)
+    g.request(ids["A"], at("09:05"), count=1)
+    g.request(ids["B"], at("09:50"), count=2, model="claude")
+    archive_url = new_archive(g.backend)
+    result = run_sync(g.url, archive_url, now=at("12:40"))
+    assert result.requests == 3
+    assert read(archive_url, select(schema.slice_detail.c.user_id).distinct()) == [(None,)]
+    direct = usage(g.url, now=at("12:40"), org="all")
+    assert figures(usage(g.url, archive_url=archive_url, now=at("12:40"), org="all")) == figures(direct)
