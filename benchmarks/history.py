@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -196,7 +195,7 @@ def worker_refresh(spec: dict) -> dict:
         "gateway_rows": _rows_in(db, plan.gateway_ranges),
         "gateway_ranges": [[low.isoformat(), None if high is None else high.isoformat()]
                            for low, high in plan.gateway_ranges],
-        "archive_groups": len(plan.rows),
+        "archive_groups": len(plan.keys),
         "reach_rows": usage.metrics.total_requests,
         "notices": list(usage.notices),
         "rss_peak_mb": rss_peak,
@@ -215,39 +214,40 @@ def worker_refresh(spec: dict) -> dict:
 
 
 def _instrument_sync():
-    """Time the gateway's aggregate statement and the archive's writes of each chunk."""
+    """Time the gateway's aggregate statement and the archive's writes of each chunk.
+
+    A chunk's rows stream from the gateway into the archive's transaction in batches:
+    the read time is the time spent waiting for batches, the write time the rest."""
     from usage_lib.history import sync as sync_module
 
     times = {"read": [], "write": [], "rows": []}
     read, write = sync_module._read_chunk, sync_module._write_chunk
 
     def timed_read(*args, **kwargs):
-        began = time.perf_counter()
-        rows = read(*args, **kwargs)
-        times["read"].append(time.perf_counter() - began)
-        times["rows"].append(len(rows))
-        return rows
+        spent, rows = 0.0, 0
+        batches = iter(read(*args, **kwargs))
+        while True:
+            began = time.perf_counter()
+            batch = next(batches, None)
+            spent += time.perf_counter() - began
+            if batch is None:
+                break
+            rows += len(batch)
+            yield batch
+        times["read"].append(spent)
+        times["rows"].append(rows)
 
     def timed_write(*args, **kwargs):
         began = time.perf_counter()
+        reads = len(times["read"])
         try:
             return write(*args, **kwargs)
         finally:
-            times["write"].append(time.perf_counter() - began)
+            spent = times["read"][-1] if len(times["read"]) > reads else 0.0
+            times["write"].append(time.perf_counter() - began - spent)
 
     sync_module._read_chunk, sync_module._write_chunk = timed_read, timed_write
     return times
-
-
-def _decimal_workaround() -> None:
-    """Let sqlite3 bind Decimal. A PostgreSQL gateway returns the aggregate's sums as
-    Decimal (SUM of bigint is numeric) and `sync._read_chunk` passes them on as they are:
-    without this, a sync from PostgreSQL into an SQLite archive fails with
-    "Error binding parameter 6: type 'decimal.Decimal' is not supported" (library bug,
-    reported; this benchmark only works around it)."""
-    from decimal import Decimal
-
-    sqlite3.register_adapter(Decimal, int)
 
 
 def _archive_rows(store) -> dict:
@@ -267,7 +267,6 @@ def worker_catchup(spec: dict) -> dict:
     from usage_lib.history.sync import sync
 
     rss_start = _rss_mb()
-    _decimal_workaround()
     times = _instrument_sync()
     now = datetime.fromisoformat(spec["now"])
     db = open_database(spec["gateway"])
@@ -310,7 +309,6 @@ def worker_steady(spec: dict) -> dict:
     from usage_lib.history.store import open_store
     from usage_lib.history.sync import sync
 
-    _decimal_workaround()
     times = _instrument_sync()
     now = datetime.fromisoformat(spec["now"])
     db = open_database(spec["gateway"])

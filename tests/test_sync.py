@@ -294,9 +294,10 @@ def slow_read(*args):
     time.sleep(rng.uniform(0, 0.1))
     return read_chunk(*args)
 def slow_write(conn, low, high, *rest):
-    write_chunk(conn, low, high, *rest)
+    requests = write_chunk(conn, low, high, *rest)
     print("wrote", low, high, flush=True)
     time.sleep(float(pause))
+    return requests
 s._read_chunk, s._write_chunk = slow_read, slow_write
 s.sync(open_database(gateway), open_store(archive, writable=True), now=datetime.fromisoformat(now), wait=True)
 print("done", flush=True)

@@ -78,17 +78,25 @@ class Selection:
 class Settled:
     """What an archive of settled usage answers for one window (`SettledSource.settled`).
 
-    `rows` are in the usage statement's columns (model, key, sums, `before_<i>`) and
-    cover some whole slices of the window; `gateway_ranges` are the timestamp ranges
-    left for the gateway to read (`queries.usage_query`): its partial first slice and
-    unsettled tail. `notices` say where the archive rounded an edge or has a gap.
+    Its sums cover some whole slices of the window, per (model, key) in `keys`: `sums`
+    in the columns of `SUMMED`, and `before`, the requests before each bucket's end (as
+    `Usage.bucket_counts`). `gateway_ranges` are the timestamp ranges left for the
+    gateway to read (`queries.usage_query`): the partial first slice and the unsettled
+    tail. `notices` say where the archive rounded an edge or has a gap.
     """
 
-    rows: Sequence[Sequence[Any]]
+    keys: tuple[tuple[Any, Any], ...]
+    sums: np.ndarray
+    before: np.ndarray
     gateway_ranges: tuple[queries.Range, ...]
     notices: tuple[str, ...] = ()
     #: Parts of the window with no record anywhere (`Usage.unrecorded`).
     unrecorded: tuple[tuple[datetime, datetime], ...] = ()
+
+    @classmethod
+    def empty(cls, buckets: int, gateway_ranges: tuple[queries.Range, ...], notices: tuple[str, ...] = ()) -> "Settled":
+        return cls(keys=(), sums=np.zeros((0, len(SUMMED)), dtype=np.int64),
+                   before=np.zeros((0, buckets), dtype=np.int64), gateway_ranges=gateway_ranges, notices=notices)
 
 
 class SettledSource(Protocol):
@@ -408,17 +416,23 @@ def with_last_seen(live: Sequence[Mapping[str, Any]], seen: Sequence[Mapping[str
     return [*live, *(row for row in seen if (row["kind"], row["id"]) not in present)]
 
 
-def _merged(first: Sequence[Sequence[Any]], second: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    """Rows of the usage statement's columns summed per (model, key)."""
-    out: dict[tuple, list[Any]] = {}
-    for row in (*first, *second):
-        entry = out.get((row[0], row[1]))
-        if entry is None:
-            out[(row[0], row[1])] = [row[0], row[1], *(_as_int(value) for value in row[2:])]
-        else:
-            for position in range(2, len(row)):
-                entry[position] += _as_int(row[position])
-    return list(out.values())
+def _with_settled(grouped: pd.DataFrame, before: np.ndarray, settled: Settled) -> tuple[pd.DataFrame, np.ndarray]:
+    """The gateway's groups plus the archive's, summed per (model, key)."""
+    if not settled.keys:
+        return grouped, before
+    index = {key: position for position, key in enumerate(zip(grouped["model"].tolist(), grouped["key"].tolist()))}
+    new = [key for key in settled.keys if key not in index]
+    for key in new:
+        index[key] = len(index)
+    rows = np.fromiter((index[key] for key in settled.keys), dtype=np.int64, count=len(settled.keys))
+    sums = np.vstack([grouped[SUMMED].to_numpy(dtype=np.int64), np.zeros((len(new), len(SUMMED)), dtype=np.int64)])
+    counts = np.vstack([before, np.zeros((len(new), before.shape[1]), dtype=np.int64)])
+    sums[rows] += settled.sums
+    counts[rows] += settled.before
+    keys = list(index)
+    frame = pd.DataFrame({"model": [key[0] for key in keys], "key": [key[1] for key in keys],
+                          **{name: sums[:, position] for position, name in enumerate(SUMMED)}})
+    return frame, counts
 
 
 def compute_usage(
@@ -461,10 +475,9 @@ def compute_usage(
             notices.extend(settled.notices)
         ranges = settled.gateway_ranges if settled is not None else queries.window_ranges(win)
         statement, params = queries.usage_query(db, scope, win, models, ranges)
-        rows = conn.execute(statement, params).all()
+        grouped, before = _grouped_frame(conn.execute(statement, params).all(), len(win.starts))
         if settled is not None:
-            rows = _merged(settled.rows, rows)
-        grouped, before = _grouped_frame(rows, len(win.starts))
+            grouped, before = _with_settled(grouped, before, settled)
     for note in selection_notes + scope.fallbacks:
         # A choice the viewer may not make (or garbage): shown narrower, and on record.
         log.warning("viewer %s (%s): %s", person.label, person.role, note)

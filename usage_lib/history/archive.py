@@ -7,17 +7,19 @@ first slice, the unsettled tail) to the gateway; docs/history.md explains the ch
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Integer, String, and_, bindparam, case, false, func, literal, select, union_all
+import numpy as np
+from sqlalchemy import BigInteger, Integer, and_, case, cast, false, func, literal, select, union_all
 
 from usage_lib.core.access import Scope
 from usage_lib.core.queries import Range, bucket_index, window_ranges
 from usage_lib.core.spans import Window
-from usage_lib.core.usage import Settled
+from usage_lib.core.usage import SUMMED, Settled
 from usage_lib.history import schema
 from usage_lib.history.schema import HOUR, SLICE
 from usage_lib.history.slices import ceil_to, epoch, floor_to, instant
@@ -165,60 +167,81 @@ def _parts(plan_: Plan, scope: Scope, models: Sequence[str] | None, by_user_id: 
     return parts
 
 
-def _rows(conn, plan_: Plan, scope: Scope, window: Window, models, by_user_id: bool) -> list[list[Any]]:
-    """The archived rows in the usage statement's columns (model, key, sums, before_<i>)."""
+def _sums(conn, plan_: Plan, scope: Scope, window: Window, models, by_user_id: bool) -> Settled:
+    """The archived rows summed per (model, key): one statement grouped by chart bucket,
+    turned into the frames' sums and the requests before each bucket's end with numpy."""
+    buckets = len(window.edges)
     parts = _parts(plan_, scope, models, by_user_id)
     if not parts:
-        return []
+        return Settled.empty(buckets, plan_.gateway_ranges)
     rows = union_all(*parts).subquery("archived") if len(parts) > 1 else parts[0].subquery("archived")
     edges = [literal(int(epoch(edge)), Integer()) for edge in window.edges]
     bucket = bucket_index(rows.c.slice, edges, 0, len(edges)).label("bucket")
-    names = ["requests", "failed", *schema.DETAIL_MEASURES[1:]]
-    statement = select(bucket, rows.c.model, rows.c.key, *(func.sum(rows.c[name]) for name in names)).group_by(
-        bucket, rows.c.model, rows.c.key)
-    buckets = len(window.edges)
-    out: dict[tuple, list[Any]] = {}
-    for index, model, key, *sums in conn.execute(statement):
-        entry = out.setdefault((model, key), [model, key, *([0] * len(names)), *([0] * buckets)])
-        for position, value in enumerate(sums, start=2):
-            entry[position] += int(value or 0)
-        for later in range(min(index, buckets - 1), buckets):  # requests before each later edge
-            entry[2 + len(names) + later] += int(sums[0])
-    return list(out.values())
+    # Cast: PostgreSQL sums bigints to numeric (Decimal), slow to convert one by one.
+    statement = select(
+        bucket, rows.c.model, rows.c.key, *(cast(func.sum(rows.c[name]), BigInteger) for name in SUMMED),
+    ).group_by(bucket, rows.c.model, rows.c.key)
+    result = conn.execute(statement).all()
+    columns = list(zip(*result)) if result else [()] * (3 + len(SUMMED))
+    index: dict[tuple, int] = {}
+    group = np.fromiter((index.setdefault(key, len(index)) for key in zip(columns[1], columns[2])),
+                        dtype=np.int64, count=len(result))
+    values = np.array(columns[3:], dtype=np.int64).reshape(len(SUMMED), len(result)).T
+    sums = np.zeros((len(index), len(SUMMED)), dtype=np.int64)
+    np.add.at(sums, group, values)
+    per_bucket = np.zeros((len(index), buckets), dtype=np.int64)
+    # Slices after the last edge cannot occur (the plan stays inside the window).
+    np.add.at(per_bucket, (group, np.minimum(np.array(columns[0], dtype=np.int64), buckets - 1)), values[:, 0])
+    return Settled(keys=tuple(index), sums=sums, before=np.cumsum(per_bucket, axis=1),
+                   gateway_ranges=plan_.gateway_ranges)
 
 
 @dataclass
 class Archive:
-    """An archive opened for reading (`open_archive`)."""
+    """An archive opened for reading (`open_archive`).
+
+    A refresh reads the state row, then the window's sums: what only a sync changes
+    (gaps, the catalogue as last seen) is read again only when the state row changed.
+    """
 
     store: Store
+    _known: tuple[State, list[tuple[int, int]], list[Mapping[str, Any]]] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return self.store.url
 
+    def _current(self, conn) -> tuple[State | None, list[tuple[int, int]], list[Mapping[str, Any]]]:
+        """The state row, the gaps and the last-seen catalogue rows (None: no sync yet)."""
+        row = conn.execute(select(schema.state).where(schema.state.c.id == 1)).mappings().first()
+        if row is None:
+            return None, [], []
+        state = State(**{key: value for key, value in row.items() if key != "id"})
+        if self._known is None or self._known[0] != state:
+            gaps = [tuple(gap) for gap in conn.execute(select(schema.gap.c.start, schema.gap.c.end))]
+            orgs = [{"kind": "org", "id": org.id, "name": org.name} for org in conn.execute(select(schema.seen_org))]
+            tokens = [{"kind": "token", **{k: v for k, v in token._mapping.items() if k != "last_seen"}}
+                      for token in conn.execute(select(schema.seen_token))]
+            self._known = (state, gaps, [*orgs, *tokens])
+        return self._known
+
     def last_seen(self) -> list[Mapping[str, Any]]:
         with self.store.engine.connect() as conn:
-            orgs = [{"kind": "org", "id": row.id, "name": row.name} for row in conn.execute(select(schema.seen_org))]
-            tokens = [{"kind": "token", **{k: v for k, v in row._mapping.items() if k != "last_seen"}}
-                      for row in conn.execute(select(schema.seen_token))]
-        return [*orgs, *tokens]
+            return self._current(conn)[2]
 
     def settled(self, scope: Scope, window: Window, models: Sequence[str] | None, by_user_id: bool) -> Settled:
         with self.store.engine.connect() as conn:
-            state_row = conn.execute(select(schema.state).where(schema.state.c.id == 1)).mappings().first()
-            if state_row is None:
-                return Settled(rows=[], gateway_ranges=window_ranges(window), notices=(EMPTY_NOTICE,))
-            state = State(**{k: v for k, v in state_row.items() if k != "id"})
-            gaps = [tuple(row) for row in conn.execute(select(schema.gap.c.start, schema.gap.c.end))]
+            state, gaps, _seen = self._current(conn)
+            if state is None:
+                return Settled.empty(len(window.edges), window_ranges(window), notices=(EMPTY_NOTICE,))
             chosen = plan(window, state, gaps)
             if chosen is None:
-                return Settled(rows=[], gateway_ranges=window_ranges(window))
+                return Settled.empty(len(window.edges), window_ranges(window))
             zone = window.start.tzinfo
-            return Settled(rows=_rows(conn, chosen, scope, window, models, by_user_id),
-                           gateway_ranges=chosen.gateway_ranges, notices=chosen.notices,
-                           unrecorded=tuple((instant(a).astimezone(zone), instant(b).astimezone(zone))
-                                            for a, b in chosen.unrecorded if a < b))
+            return dataclasses.replace(
+                _sums(conn, chosen, scope, window, models, by_user_id), notices=chosen.notices,
+                unrecorded=tuple((instant(a).astimezone(zone), instant(b).astimezone(zone))
+                                 for a, b in chosen.unrecorded if a < b))
 
     def close(self) -> None:
         self.store.close()

@@ -79,6 +79,8 @@ slice_token = Table(
     Column("model", Text, primary_key=True),
     *_measures(failed=True),
     Index("slice_token_token", "token_id", "slice"),
+    # SQLite: rows stored in key order, so a range of slices is read in one sweep.
+    sqlite_with_rowid=False,
 )
 
 #: `slice_token` summed per whole UTC hour (`slice` is the hour's start).
@@ -90,6 +92,8 @@ hour_token = Table(
     Column("model", Text, primary_key=True),
     *_measures(failed=True),
     Index("hour_token_token", "token_id", "slice"),
+    # SQLite: rows stored in key order, so a range of slices is read in one sweep.
+    sqlite_with_rowid=False,
 )
 
 #: The gateway's catalogue as last seen: a token deleted since keeps its last org.

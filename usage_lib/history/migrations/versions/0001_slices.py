@@ -53,6 +53,7 @@ def upgrade() -> None:
             sa.Column("token_id", sa.Integer, primary_key=True),
             sa.Column("model", sa.Text, primary_key=True),
             *_measures(failed=True),
+            sqlite_with_rowid=False,
         )
         op.create_index(f"{name}_token", name, ["token_id", "slice"])
     op.create_table(
