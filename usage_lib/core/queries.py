@@ -205,7 +205,7 @@ class _Shape:
     bounded: tuple[bool, ...]
 
 
-Range = tuple[datetime, "datetime | None"]
+Range = tuple[datetime, datetime | None]
 
 
 def window_ranges(window: Window) -> tuple[Range, ...]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 import numpy as np
