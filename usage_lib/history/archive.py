@@ -20,7 +20,7 @@ from usage_lib.core.queries import Range, bucket_index, window_ranges
 from usage_lib.core.spans import Window
 from usage_lib.core.usage import SUMMED, Settled
 from usage_lib.history import schema
-from usage_lib.history.schema import HOUR, SLICE
+from usage_lib.history.schema import SLICE, TOKEN_TABLES
 from usage_lib.history.slices import ceil_to, epoch, floor_to, instant
 from usage_lib.history.store import State, Store, open_store
 
@@ -34,7 +34,8 @@ class Plan:
 
     start: int
     end: int
-    hours: bool
+    #: The coarsest of `schema.TOKEN_TABLES`' steps every bucket edge lies on.
+    grid: int
     gateway_ranges: tuple[Range, ...]
     notices: tuple[str, ...]
     #: (start, end) epoch seconds without a record: gaps, and before history began.
@@ -100,20 +101,30 @@ def plan(window: Window, state: State, gaps: Sequence[tuple[int, int]] = ()) -> 
             notices.append(f"No usage recorded from {_shown(gap_start, window)} to {_shown(gap_end, window)}: "
                            "the gateway deleted those requests before a sync saved them.")
             unrecorded.append((gap_start, gap_end))
-    return Plan(start=low, end=high, hours=aligned and _aligned(window, HOUR), gateway_ranges=tuple(ranges),
+    grid = next(step for step in TOKEN_TABLES if step == SLICE or (aligned and _aligned(window, step)))
+    return Plan(start=low, end=high, grid=grid, gateway_ranges=tuple(ranges),
                 notices=tuple(notices), unrecorded=tuple(unrecorded))
 
 
-def _token_parts(plan_: Plan, detail: bool) -> list[tuple[Any, int, int]]:
-    """(table, start, end) pieces covering the plan's slices, hours where they fit."""
-    if detail:
-        return [(schema.slice_detail, plan_.start, plan_.end)]
-    first_hour, last_hour = ceil_to(plan_.start, HOUR), floor_to(plan_.end, HOUR)
-    if not plan_.hours or first_hour >= last_hour:
-        return [(schema.slice_token, plan_.start, plan_.end)]
-    pieces = [(schema.slice_token, plan_.start, first_hour), (schema.hour_token, first_hour, last_hour),
-              (schema.slice_token, last_hour, plan_.end)]
-    return [piece for piece in pieces if piece[1] < piece[2]]
+def _cover(low: int, high: int, steps: Sequence[int]) -> list[tuple[int, int, int]]:
+    """[low, high) as (step, start, end) pieces, the coarsest step in the middle and finer
+    ones at the ends."""
+    if low >= high:
+        return []
+    step, finer = steps[0], steps[1:]
+    first, last = ceil_to(low, step), floor_to(high, step)
+    if not finer:
+        return [(step, low, high)]
+    if first >= last:
+        return _cover(low, high, finer)
+    return [*_cover(low, first, finer), (step, first, last), *_cover(last, high, finer)]
+
+
+def _token_parts(plan_: Plan) -> list[tuple[Any, int, int]]:
+    """(table, start, end) pieces covering the plan's slices: days or hours where the
+    window's buckets allow, slices at the ends."""
+    steps = [step for step in TOKEN_TABLES if step <= plan_.grid]
+    return [(TOKEN_TABLES[step], start, end) for step, start, end in _cover(plan_.start, plan_.end, steps)]
 
 
 def _select_part(table, low: int, high: int, key, conditions) -> Any:
@@ -151,7 +162,7 @@ def _parts(plan_: Plan, scope: Scope, models: Sequence[str] | None, by_user_id: 
         return [_select_part(detail, plan_.start, plan_.end, detail.c.user_id, conditions)]
     parts = []
     if reach.everything or reach.token_ids:
-        for table, low, high in _token_parts(plan_, detail=False):
+        for table, low, high in _token_parts(plan_):
             conditions = common(table)
             if not reach.everything:
                 conditions.append(table.c.token_id.in_(sorted(reach.token_ids)))

@@ -2,7 +2,8 @@
 change them; this module is what the code reads and writes, and must match the head.
 
 Times are integers: seconds since the epoch (UTC). A slice is 15 minutes aligned to UTC
-(`SLICE`); `hour_token` holds whole UTC hours under the same column name `slice`.
+(`SLICE`); `hour_token` and `day_token` hold whole UTC hours and days under the same
+column name `slice`.
 Nothing is NULL-keyed except what the gateway itself leaves NULL (user_id, status code).
 """
 
@@ -12,6 +13,7 @@ from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Tab
 
 SLICE = 15 * 60
 HOUR = 60 * 60
+DAY = 24 * HOUR
 
 metadata = MetaData()
 
@@ -70,31 +72,28 @@ slice_detail = Table(
     Index("slice_detail_user_id", "user_id", "slice"),
 )
 
-#: Per slice, token and model: what every refresh without a user_id reads.
-slice_token = Table(
-    "slice_token",
-    metadata,
-    Column("slice", BigInteger, primary_key=True),
-    Column("token_id", Integer, primary_key=True),
-    Column("model", Text, primary_key=True),
-    *_measures(failed=True),
-    Index("slice_token_token", "token_id", "slice"),
-    # SQLite: rows stored in key order, so a range of slices is read in one sweep.
-    sqlite_with_rowid=False,
-)
+def _token_table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("slice", BigInteger, primary_key=True),
+        Column("token_id", Integer, primary_key=True),
+        Column("model", Text, primary_key=True),
+        *_measures(failed=True),
+        Index(f"{name}_token", "token_id", "slice"),
+        # SQLite: rows stored in key order, so a range of slices is read in one sweep.
+        sqlite_with_rowid=False,
+    )
 
-#: `slice_token` summed per whole UTC hour (`slice` is the hour's start).
-hour_token = Table(
-    "hour_token",
-    metadata,
-    Column("slice", BigInteger, primary_key=True),
-    Column("token_id", Integer, primary_key=True),
-    Column("model", Text, primary_key=True),
-    *_measures(failed=True),
-    Index("hour_token_token", "token_id", "slice"),
-    # SQLite: rows stored in key order, so a range of slices is read in one sweep.
-    sqlite_with_rowid=False,
-)
+
+#: Per slice, token and model: what every refresh without a user_id reads; and the same
+#: summed per whole UTC hour and per UTC day (`slice` is the hour's or day's start).
+slice_token = _token_table("slice_token")
+hour_token = _token_table("hour_token")
+day_token = _token_table("day_token")
+
+#: The token tables by the length of their rows' time, coarsest first.
+TOKEN_TABLES = {DAY: day_token, HOUR: hour_token, SLICE: slice_token}
 
 #: The gateway's catalogue as last seen: a token deleted since keeps its last org.
 seen_org = Table(

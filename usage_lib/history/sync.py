@@ -154,12 +154,14 @@ def _write_chunk(conn, low: int, high: int, batches: Iterable[Sequence[tuple]], 
             _insert_detail(conn, rows)
             requests += sum(row[5] for row in rows)
     conn.execute(_roll_up(schema.slice_detail, schema.slice_token, low, high, SLICE, True))
-    # Whole hours complete once this chunk is in: from the hour holding `low` up to `high`.
-    hours = (floor_to(low, HOUR), floor_to(high, HOUR))
-    if hours[0] < hours[1]:
-        conn.execute(delete(schema.hour_token).where(schema.hour_token.c.slice >= hours[0],
-                                                     schema.hour_token.c.slice < hours[1]))
-        conn.execute(_roll_up(schema.slice_token, schema.hour_token, *hours, HOUR, False))
+    # Whole hours (then days) complete once this chunk is in: from the one holding `low`
+    # up to `high`, each summed from the next finer table.
+    for finer, coarser, step in ((schema.slice_token, schema.hour_token, HOUR),
+                                 (schema.hour_token, schema.day_token, DAY)):
+        first, last = floor_to(low, step), floor_to(high, step)
+        if first < last:
+            conn.execute(delete(coarser).where(coarser.c.slice >= first, coarser.c.slice < last))
+            conn.execute(_roll_up(finer, coarser, first, last, step, False))
     conn.execute(update(schema.state).where(schema.state.c.id == 1).values(
         watermark=high, gateway_oldest=oldest, synced_at=now))
     return requests

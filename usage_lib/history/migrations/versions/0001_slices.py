@@ -1,4 +1,4 @@
-"""The first archive: 15-minute slices, hourly roll-up, catalogue as last seen.
+"""The first archive: 15-minute slices, hourly and daily roll-ups, catalogue as last seen.
 
 Revision ID: 0001
 Revises:
@@ -46,7 +46,7 @@ def upgrade() -> None:
     op.create_index("slice_detail_slice", "slice_detail", ["slice"])
     op.create_index("slice_detail_token", "slice_detail", ["token_id", "slice"])
     op.create_index("slice_detail_user_id", "slice_detail", ["user_id", "slice"])
-    for name in ("slice_token", "hour_token"):
+    for name in ("slice_token", "hour_token", "day_token"):
         op.create_table(
             name,
             sa.Column("slice", sa.BigInteger, primary_key=True),
