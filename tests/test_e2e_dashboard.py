@@ -304,7 +304,7 @@ def test_dashboard_in_a_browser(browser, voila_server, demo_gateway, capsys, sho
 
         # -- a tooltip: bucket time and count ----------------------------------------------------
         page.locator(".aq-timeseries rect.bar").nth(7).hover()
-        page.wait_for_function("() => (document.querySelector('.aq-chart-tip') || {}).textContent?.includes('requests')")
+        page.wait_for_function("() => [...document.querySelectorAll('.aq-chart-tip')].some(t => t.textContent.includes('requests'))")
         tip = page.evaluate("() => [...document.querySelectorAll('.aq-chart-tip')].map(t => t.innerText).find(t => t.includes('requests'))")
         count = data["timeseries"][7]["requests"]
         assert "2026-11-24" in tip and f"{count:,} requests" in tip

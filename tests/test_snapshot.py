@@ -277,9 +277,9 @@ def widget_state(page: str) -> dict:
 
 
 def bars_values(state: dict, figure_class: str) -> tuple[list, list]:
-    """x and y of the Bars mark in the figure with `figure_class`, decoded."""
+    """x and y of the figure's requests bars (its last mark, drawn on top), decoded."""
     figure = next(m for m in state.values() if figure_class in m["state"].get("_dom_classes", []))
-    bars = state[figure["state"]["marks"][0].removeprefix("IPY_MODEL_")]
+    bars = state[figure["state"]["marks"][-1].removeprefix("IPY_MODEL_")]
     values = {}
     for name in ("x", "y"):
         spec = bars["state"][name]

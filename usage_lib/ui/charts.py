@@ -237,6 +237,9 @@ class TimeseriesChart:
             padding=0.0,
             align="center",
             stroke_width=0.0,
+            # Behind the bars and deaf to the pointer: hovering is for the bars' tooltips.
+            enable_hover=False,
+            interactions={},
         )
         self.x_axis = _axis_style(
             bq.Axis(scale=self.x_scale, grid_lines="none", tick_format="%H:%M", label_offset="34px")
