@@ -391,11 +391,13 @@ def _pg_vacuum(url: str) -> None:
 def fill_30_days(url: str, weeks: int, weekly: int, log=_log) -> dict:
     """Turn a synced archive into `weeks` + 1 weeks of history: keep its last whole week
     (hour-aligned, ending at the watermark's hour), scale every measure by a whole factor
-    to about `weekly` requests a week, and copy that week back by whole weeks."""
+    to about `weekly` requests a week, copy that week back by whole weeks, and roll the
+    hours up into days again."""
     import sqlalchemy as sa
 
     from usage_lib.history import schema
-    from usage_lib.history.slices import floor_to
+    from usage_lib.history.slices import DAY, ceil_to, floor_to
+    from usage_lib.history.sync import _roll_up
 
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     tables = (schema.slice_detail, schema.slice_token, schema.hour_token)
@@ -420,6 +422,10 @@ def fill_30_days(url: str, weeks: int, weekly: int, log=_log) -> dict:
                         .where(table.c.slice >= low, table.c.slice < high)
                     conn.execute(sa.insert(table).from_select(columns, chosen))
             first = low - weeks * WEEK
+            # The daily roll-up again, from the copied hours: every whole UTC day.
+            days = (ceil_to(first, DAY), floor_to(high, DAY))
+            conn.execute(sa.delete(schema.day_token))
+            conn.execute(_roll_up(schema.hour_token, schema.day_token, *days, DAY, False))
             conn.execute(sa.update(schema.state).values(first_slice=first))
             rows = {table.name: int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
                     for table in tables}
