@@ -108,9 +108,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     result = settings.sync(now=now, settle=_duration(args.settle, "--settle"),
                            retention=_duration(args.retention, "--retention"), wait=args.wait,
                            progress=not args.quiet and sys.stderr.isatty())
-    if result.gap is not None:
-        print(f"gap: the gateway no longer holds {result.gap[0].isoformat()} to {result.gap[1].isoformat()}; "
-              "the archive records it as missing", file=sys.stderr)
     if not args.quiet:
         print(f"archived {result.slices} slices ({result.requests:,} requests) in {result.seconds:.1f} s; "
               f"complete up to {result.watermark.isoformat()}")
