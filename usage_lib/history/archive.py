@@ -29,8 +29,8 @@ EMPTY_NOTICE = "The usage archive is empty (no sync yet): figures come from the 
 
 @dataclass(frozen=True)
 class Plan:
-    """Which whole slices `[start, end)` the archive answers (epoch seconds), whether
-    hourly roll-ups may stand in for them, and what is said about it."""
+    """Which whole slices `[start, end)` the archive answers (epoch seconds), from which
+    of its tables, what the gateway reads instead, and what is said about it."""
 
     start: int
     end: int
