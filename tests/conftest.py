@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.browser",
     "tests.support.gateway",
     "tests.support.dashboard",
+    "tests.support.serving",
 ]

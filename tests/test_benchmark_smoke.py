@@ -7,9 +7,11 @@ No timing assertions: this only keeps the benchmark working.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,14 +47,22 @@ def check(result: dict, backend: str) -> None:
     assert statements["met"] is True
 
 
-def test_benchmark_on_sqlite(tmp_path):
-    result = run_benchmark(tmp_path, "--backends", "sqlite")
+@pytest.fixture(scope="module")
+def sqlite_run(tmp_path_factory) -> tuple[Path, dict]:
+    """One tiny run on SQLite (its folder and result), for the tests that need one: the
+    run's databases are reused, as a second run of the benchmark reuses them."""
+    folder = tmp_path_factory.mktemp("benchmark-sqlite")
+    return folder, run_benchmark(folder, "--backends", "sqlite")
+
+
+def test_benchmark_on_sqlite(sqlite_run):
+    folder, result = sqlite_run
     check(result, "sqlite")
-    assert (tmp_path / "data" / "demo-2000.sqlite3").is_file()
+    assert (folder / "data" / "demo-2000.sqlite3").is_file()
 
 
-def test_benchmark_measures_with_the_gateways_indexes_only(tmp_path):
-    run_benchmark(tmp_path, "--backends", "sqlite")
+def test_benchmark_measures_with_the_gateways_indexes_only(sqlite_run, tmp_path):
+    shutil.copytree(sqlite_run[0] / "data", tmp_path / "data")  # a run's databases, as it left them
     path = tmp_path / "data" / "demo-2000.sqlite3"
     with sqlite3.connect(path) as conn:  # as an interrupted --experiments run leaves it
         conn.execute("CREATE INDEX bench_usage_covering ON management_request (timestamp, model)")
@@ -83,12 +93,11 @@ print(json.dumps(result))
 
 
 @pytest.mark.browser
-def test_served_page_timing(tmp_path, chromium_executable):
+def test_served_page_timing(sqlite_run, chromium_executable):
     """Part 4 of the benchmark on the tiny database: both views measured, on the page's
     clock, each within the wall-clock time around it. (A process of its own: Playwright's
     sync API cannot start twice in one thread, and the tests' browser may be running.)"""
-    run_benchmark(tmp_path, "--backends", "sqlite")
-    data = tmp_path / "data"
+    data = sqlite_run[0] / "data"
     completed = subprocess.run(
         [sys.executable, "-c", MEASURE_PAGE, str(SCRIPT.parent), f"sqlite:///{data / 'demo-2000.sqlite3'}",
          str(data / "router.yaml"), chromium_executable],

@@ -1,121 +1,34 @@
 """End to end: `usage-dashboard serve` runs a real Voila server, headless Chromium drives it.
 
 Needs Chromium (the `browser` fixture: skipped without it, failed under CI). The server
+(`voila_server`, tests/support/serving.py, shared with the other end-to-end modules)
 serves the demo gateway at a fixed as-of time with identity from a proxy header, so one
 server shows every role. Screenshots go to test-output/dashboard/.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import psutil
 import pytest
 
-from tests.support import REPO_ROOT
 from tests.support.browser import new_context
 from tests.support.dashboard import DEMO_NOW
+from tests.support.serving import HEADER, Server
 from usage_lib.cli import main as cli_main
 from usage_lib.render.labels import ROLE_NAMES, TILES
 from usage_lib.demo import DEMO_ADMIN_EMAIL, DEMO_ORG_ADMIN_EMAIL, DEMO_USER_EMAIL
 
 pytestmark = pytest.mark.browser
 
-STARTUP_TIMEOUT_S = 90
 STEP_TIMEOUT_MS = 30_000
-HEADER = "X-Forwarded-Email"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    def __init__(self, process: subprocess.Popen, url: str) -> None:
-        self.process = process
-        self.url = url
-        self.output: list[str] = []
-
-    def log(self) -> str:
-        return "".join(self.output[-60:])
-
-    def kernel_ids(self) -> set[str]:
-        """The kernels running under this server, by id (from their connection files)."""
-        ids = set()
-        for child in psutil.Process(self.process.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                match = re.search(r"kernel-([0-9a-f-]{36})\.json", " ".join(child.cmdline()))
-                if match:
-                    ids.add(match.group(1))
-        return ids
-
-    def wait_for_kernels(self, condition, timeout: float = 10.0) -> set[str]:
-        """Poll `kernel_ids()` until `condition(ids)`; fail after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while not condition(ids := self.kernel_ids()):
-            if time.monotonic() > deadline:
-                pytest.fail(f"kernels after {timeout:.0f} s: {sorted(ids)}\n{self.log()}", pytrace=False)
-            time.sleep(0.2)
-        return ids
-
-
-@contextlib.contextmanager
-def serving(demo_gateway, identity: dict[str, str], *args: str):
-    """`usage-dashboard serve` on a free port with `identity` (AQUEDUCT_* variables) and
-    extra `args`; yields the `Server` once it printed its URL, stops it (SIGTERM) after."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AQUEDUCT_") and key != "QUERY_STRING"}
-    env.update({**identity, "AQUEDUCT_NOW": DEMO_NOW.isoformat(), "PYTHONUNBUFFERED": "1"})
-    command = [sys.executable, "-m", "usage_lib.cli", "serve", "--db", demo_gateway.url,
-               "--router-config", str(demo_gateway.router_config), "--port", str(port), *args]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
-    server = Server(process, "")
-    printed = threading.Event()
-
-    def pump() -> None:
-        for line in process.stdout:
-            server.output.append(line)
-            match = re.search(r"served at (http://\S+)", line)
-            if match:
-                server.url = match.group(1)
-                printed.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        if not printed.wait(STARTUP_TIMEOUT_S):
-            pytest.fail(f"usage-dashboard serve printed no URL:\n{server.log()}", pytrace=False)
-        assert server.url == f"http://127.0.0.1:{port}/"
-        yield server
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def voila_server(demo_gateway):
-    """The dashboard behind a proxy: the viewer comes from a header on every request."""
-    with serving(demo_gateway, {"AQUEDUCT_IDENTITY": "header"}) as server:
-        yield server
+# `voila_server` (tests/support/serving.py): one header-mode server for this module and
+# the other end-to-end modules.
 
 
 @pytest.fixture(scope="module")
@@ -140,22 +53,59 @@ def expected_tiles(data: dict) -> dict[str, str]:
     return {label: fmt(data["metrics"][key]) for key, label, fmt in TILES}
 
 
-def open_page(browser, server: Server, viewer: str, width: int = 1366, height: int = 768, query: str = ""):
+FIRST_RENDER = (
+    "() => { const v = document.querySelector('.aq-tile-value');"
+    " return v && v.textContent !== '\u2014' && document.querySelectorAll('.aq-timeseries rect.bar').length > 0; }"
+)
+
+
+def start_page(browser, server: Server, viewer: str, width: int = 1366, height: int = 768, query: str = ""):
+    """A page on its way: asked for, its answer begun (Voila streams the page while the
+    page's kernel runs the notebook); `finish_page` waits for it."""
     context = new_context(browser, viewport={"width": width, "height": height}, extra_http_headers={HEADER: viewer})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "Could not create" in m.text else None)
+    page.widget_errors = errors
+    page.started = time.perf_counter()
+    page.goto(server.url + (f"?{query}" if query else ""), timeout=STEP_TIMEOUT_MS, wait_until="commit")
+    return page
+
+
+def finish_page(page):
+    """Until the started page is loaded and its dashboard drawn (tiles, time bars)."""
+    page.wait_for_load_state("load", timeout=60_000)
+    page.wait_for_function(FIRST_RENDER, timeout=60_000)
+    page.first_render_s = time.perf_counter() - page.started
+    return page
+
+
+def open_page(browser, server: Server, viewer: str, width: int = 1366, height: int = 768, query: str = ""):
+    page = new_context(browser, viewport={"width": width, "height": height}, extra_http_headers={HEADER: viewer}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "Could not create" in m.text else None)
     started = time.perf_counter()
     page.goto(server.url + (f"?{query}" if query else ""), timeout=STEP_TIMEOUT_MS)
-    page.wait_for_function(
-        "() => { const v = document.querySelector('.aq-tile-value');"
-        " return v && v.textContent !== '\u2014' && document.querySelectorAll('.aq-timeseries rect.bar').length > 0; }",
-        timeout=60_000,
-    )
+    page.wait_for_function(FIRST_RENDER, timeout=60_000)
     page.first_render_s = time.perf_counter() - started
     page.widget_errors = errors
     return page
+
+
+def open_pages(browser, server: Server, requests: list[tuple[str, str]]) -> list:
+    """Pages for (viewer, query) pairs, asked for together (their kernels start side by
+    side) and each waited for as `open_page` does; a failure closes them all."""
+    pages = []
+    try:
+        for viewer, query in requests:
+            pages.append(start_page(browser, server, viewer, query=query))
+        return [finish_page(page) for page in pages]
+    except BaseException:
+        for page in pages:
+            page.context.close()
+        raise
 
 
 def kernel_id(page) -> str:
@@ -370,10 +320,13 @@ def test_dashboard_in_a_browser(browser, voila_server, demo_gateway, capsys, sho
     [(DEMO_ADMIN_EMAIL, "admin"), (DEMO_ORG_ADMIN_EMAIL, "org-admin"), (DEMO_USER_EMAIL, "user")],
 )
 def test_every_role_at_two_screen_sizes(browser, voila_server, demo_gateway, capsys, shots, viewer, role):
+    """Each role sees exactly its report (tiles and table), laid out at two screen sizes."""
     page = open_page(browser, voila_server, viewer, 1366, 768)
     try:
         data = report(capsys, demo_gateway, viewer)
+        wait_for_tiles(page, expected_tiles(data))
         assert tiles(page) == expected_tiles(data)
+        assert [row["cells"] for row in table(page)["rows"]] == row_cells(data, data["top"]["kind"])
         assert ROLE_NAMES[role] in page.locator(".aq-subtitle").inner_text()
         has_dropdown = page.locator(".aq-org-select select").count() > 0
         assert has_dropdown == (role == "admin")
@@ -437,8 +390,9 @@ def test_the_address_follows_the_view_and_reopens_it(browser, voila_server, demo
     finally:
         page.context.close()
 
-    # The address reopens that view: the figures of the report for it.
-    again = open_page(browser, voila_server, DEMO_ADMIN_EMAIL, query=shared)
+    # The address reopens that view: the figures of the report for it. (Both pages below
+    # are asked for together: their kernels start side by side.)
+    again, user = open_pages(browser, voila_server, [(DEMO_ADMIN_EMAIL, shared), (DEMO_USER_EMAIL, shared)])
     try:
         data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org=2, token=20, span="1w", top=10)
         wait_for_heading(again, "User ID", rows=10)
@@ -446,18 +400,15 @@ def test_the_address_follows_the_view_and_reopens_it(browser, voila_server, demo
         assert [row["cells"] for row in table(again)["rows"]] == row_cells(data, "user_id")
         assert "ml-pipeline" in again.locator(".aq-title").inner_text()
         assert again.widget_errors == []
-    finally:
-        again.context.close()
 
-    # Shared with a standard user of another org, it shows what they may see, and the
-    # address then says so: their own org, no token.
-    user = open_page(browser, voila_server, DEMO_USER_EMAIL, query=shared)
-    try:
+        # Shared with a standard user of another org, it shows what they may see, and the
+        # address then says so: their own org, no token.
         data = report(capsys, demo_gateway, DEMO_USER_EMAIL, org=2, token=20, span="1w", top=10)
         assert data["scope"]["org"]["id"] == acme and data["scope"]["token"] is None
         wait_for_tiles(user, expected_tiles(data))
         wait_for_address(user, org=str(acme), token=None, span="1w", top="10")
     finally:
+        again.context.close()
         user.context.close()
 
 

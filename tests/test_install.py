@@ -3,14 +3,24 @@ installed into a fresh virtualenv outside it, runs `usage-dashboard demo`, `serv
 PDF `snapshot` from a directory that is not the repository, so that every file the
 commands need must come from the wheel (package data), none from the checkout.
 
-Slow (about a minute to install the dependencies from pip's cache or the package index):
-marked `install`; `-m "not install"` leaves it out.
+The wheel is installed by pip (`--no-deps --no-index`). Its dependencies are not fetched
+again from the package index (that took most of a minute): the virtualenv gets exactly the
+distributions its metadata requires, and theirs (markers and extras evaluated), as the
+test environment has them, hard-linked file by file from their RECORDs (copied across file
+systems), and nothing else: not the checkout's editable install, not the test extras. A
+requirement that the test environment does not satisfy (missing, or a version outside the
+wheel's specifier) fails the test; a module the commands import from an undeclared
+distribution is missing in the virtualenv, as after `pip install`.
+
+Marked `install`; `-m "not install"` leaves it out.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email
 import http.client
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -18,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +78,68 @@ def source_copy(target: Path) -> Path:
     return target
 
 
+def required_distributions(wheel: Path) -> list[importlib.metadata.Distribution]:
+    """The distributions of this environment that installing `wheel` needs: its
+    Requires-Dist, and theirs, with markers (and the extras asked for) evaluated here."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
+        requires = email.message_from_bytes(archive.read(metadata)).get_all("Requires-Dist") or []
+    available: dict[str, importlib.metadata.Distribution] = {}
+    for dist in importlib.metadata.distributions():
+        available.setdefault(canonicalize_name(dist.metadata["Name"]), dist)
+    extras: dict[str, set[str]] = {}  # canonical name -> the extras asked for
+    todo = [(text, "") for text in requires]
+    while todo:
+        text, extra = todo.pop()
+        requirement = Requirement(text)
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        dist = available.get(name)
+        if dist is None:
+            pytest.fail(f"{text!r} (required by the wheel or its dependencies) is not installed in the test "
+                        f"environment: run `make setup`", pytrace=False)
+        if not requirement.specifier.contains(dist.version, prereleases=True):
+            pytest.fail(f"{text!r}: the test environment has {dist.metadata['Name']} {dist.version}",
+                        pytrace=False)
+        first = name not in extras
+        new = set(requirement.extras) - extras.get(name, set())
+        if not first and not new:
+            continue
+        extras.setdefault(name, set()).update(new)
+        for context in ([""] if first else []) + sorted(new):
+            todo += [(child, context) for child in dist.requires or []]
+    return [available[name] for name in sorted(extras)]
+
+
+def link_into(venv: Path, dists: list[importlib.metadata.Distribution]) -> int:
+    """Every file of `dists` (by their RECORD) at the same place in `venv`, hard-linked
+    (copied across file systems); scripts (bin/) left out: theirs name another
+    interpreter. The number of files."""
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    count = 0
+    for dist in dists:
+        if dist.files is None:
+            pytest.fail(f"{dist.metadata['Name']} has no RECORD: cannot tell its files", pytrace=False)
+        for entry in dist.files:
+            source = Path(dist.locate_file(entry))
+            target = Path(os.path.normpath(site / entry))
+            if not target.is_relative_to(venv) or target.is_relative_to(venv / "bin") or not source.is_file():
+                continue
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+            count += 1
+    return count
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Installed:
     base = tmp_path_factory.mktemp("install")
@@ -78,18 +151,28 @@ def installed(tmp_path_factory) -> Installed:
     timed(timings, "wheel", [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels),
                              str(source_copy(base / "source"))], cwd=base, env=env, timeout=INSTALL_TIMEOUT_S)
     (wheel,) = wheels.glob("aqueduct_usage-*.whl")
-    venv = base / "venv"
-    timed(timings, "venv", [sys.executable, "-m", "venv", str(venv)], cwd=base, env=env, timeout=300)
-    timed(timings, "install", [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+    venv = (base / "venv").resolve()
+    timed(timings, "venv", [sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=base, env=env, timeout=300)
+    started = time.monotonic()
+    files = link_into(venv, required_distributions(wheel))
+    timings["dependencies"] = time.monotonic() - started
+    timed(timings, "install", [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+                               "--quiet", "--no-deps", "--no-index", str(wheel)],
           cwd=base, env=env, timeout=INSTALL_TIMEOUT_S)
     env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
     env["VIRTUAL_ENV"] = str(venv)
     workdir = base / "work"
     workdir.mkdir()
-    where = timed(timings, "import", [str(venv / "bin" / "python"), "-c", "import usage_lib; print(usage_lib.__file__)"],
+    where = timed(timings, "import", [str(venv / "bin" / "python"), "-c",
+                                      "import sys, usage_lib, pandas, voila; print(usage_lib.__file__); "
+                                      "print(pandas.__file__); print(voila.__file__); print(*sys.path, sep=chr(10))"],
                   cwd=workdir, env=env, timeout=120)
-    assert Path(where.stdout.strip()).resolve().is_relative_to(venv.resolve()), where.stdout
-    print("\ninstall timings (s): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
+    package, pandas, voila, *path = where.stdout.strip().splitlines()
+    for module in (package, pandas, voila):
+        assert Path(module).resolve().is_relative_to(venv), where.stdout
+    assert not [entry for entry in path if entry and Path(entry).resolve().is_relative_to(REPO_ROOT.resolve())], path
+    print(f"\ninstall timings (s; {files} dependency files): "
+          + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
     return Installed(venv=venv, workdir=workdir, env=env, timings=timings)
 
 
