@@ -461,6 +461,16 @@ def test_a_second_sync_at_the_same_now_changes_nothing_in_the_archive(make_url, 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
+def total_after_sync(db, store, archive_url: str, later: datetime, **options) -> int:
+    """Sync at `later`, then the root's total requests at `later` through the archive."""
+    sync(db, store, now=later, **options)
+    archive = open_archive(archive_url)
+    try:
+        return compute_usage(db, "root", Selection(now=later), CONFIG, archive=archive).metrics.total_requests
+    finally:
+        archive.close()
+
+
 @pytest.mark.parametrize("archive_backend", ["sqlite", "postgresql"])
 def test_a_late_row_older_than_the_gateways_first_row_but_within_the_horizon_is_not_lost(
     make_url, gateway_db, archive_backend
@@ -478,13 +488,7 @@ def test_a_late_row_older_than_the_gateways_first_row_but_within_the_horizon_is_
         assert sync(db, store, now=NOW, settle=timedelta(hours=2)).watermark <= datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
         g.request(token, NOW - timedelta(minutes=90), count=2)  # 10:30: after the horizon
         later = NOW + timedelta(hours=3)
-        sync(db, store, now=later, settle=timedelta(hours=2))
-        archive = open_archive(archive_url)
-        try:
-            usage = compute_usage(db, "root", Selection(now=later), CONFIG, archive=archive)
-        finally:
-            archive.close()
-        assert usage.metrics.total_requests == 3
+        assert total_after_sync(db, store, archive_url, later, settle=timedelta(hours=2)) == 3
     finally:
         store.close()
         db.close()
@@ -506,13 +510,7 @@ def test_a_sync_never_moves_the_watermark_past_its_horizon_after_a_quiet_gateway
         assert sync(db, store, now=NOW + timedelta(hours=1)).watermark <= datetime(2026, 11, 24, 11, 0, tzinfo=UTC)
         g.request(token, NOW - timedelta(minutes=30), count=2)  # 11:30: after the horizon
         later = NOW + timedelta(hours=5)
-        sync(db, store, now=later)
-        archive = open_archive(archive_url)
-        try:
-            usage = compute_usage(db, "root", Selection(now=later), CONFIG, archive=archive)
-        finally:
-            archive.close()
-        assert usage.metrics.total_requests == 3
+        assert total_after_sync(db, store, archive_url, later) == 3
     finally:
         store.close()
         db.close()

@@ -19,7 +19,7 @@ from usage_lib.core.spans import DEFAULT_SPAN, SPANS
 from usage_lib.core.usage import DEFAULT_TOP, TOP_CHOICES, Selection
 from usage_lib.demo import build_demo, demo_paths
 from usage_lib.errors import UsageError
-from usage_lib.history.slices import parse_duration
+from usage_lib.history.slices import duration_text, parse_duration
 from usage_lib.history.sync import DEFAULT_RETENTION, DEFAULT_SETTLE
 from usage_lib.render.files import Report, json_bytes
 from usage_lib.render.text import text
@@ -35,15 +35,6 @@ def _iso(value: str) -> datetime:
         return datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
-
-
-def _text(duration) -> str:
-    """A timedelta as `parse_duration` reads it: '2h', '7d', '90s'."""
-    seconds = int(duration.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _scope_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync_ = commands.add_parser("sync", help="archive the gateway's settled usage (history beyond its retention)")
     sync_.add_argument("--db", required=True, help="the gateway's database URL (read only)")
     sync_.add_argument("--archive", required=True, help="archive URL (postgresql://...) or SQLite file, made on the first run")
-    sync_.add_argument("--settle", default=_text(DEFAULT_SETTLE), help="archive a 15-minute slice once it ended this long ago (default %(default)s: longer than any stream)")
-    sync_.add_argument("--retention", default=_text(DEFAULT_RETENTION), help="the gateway's REQUEST_RETENTION_DAYS, to tell a gap from quiet time (default %(default)s)")
+    sync_.add_argument("--settle", default=duration_text(DEFAULT_SETTLE), help="archive a 15-minute slice once it ended this long ago (default %(default)s: longer than any stream)")
+    sync_.add_argument("--retention", default=duration_text(DEFAULT_RETENTION), help="the gateway's REQUEST_RETENTION_DAYS, to tell a gap from quiet time (default %(default)s)")
     sync_.add_argument("--now", type=_iso, default=None, help="as-of time, ISO 8601 (no offset: UTC; default: now)")
     sync_.add_argument("--wait", action="store_true", help="wait for another sync writing the archive instead of exiting")
     sync_.add_argument("--quiet", action="store_true", help="print nothing unless something is wrong")
@@ -177,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_.add_argument("--host", default="127.0.0.1")
     serve_.add_argument("--archive", default=None, help="usage archive URL or SQLite file: read history from it and keep it synced")
     serve_.add_argument("--sync-every", default="1m", help="with --archive: sync this often (default %(default)s)")
-    serve_.add_argument("--settle", default=_text(DEFAULT_SETTLE), help="with --archive: the settle horizon (default %(default)s)")
+    serve_.add_argument("--settle", default=duration_text(DEFAULT_SETTLE), help="with --archive: the settle horizon (default %(default)s)")
     serve_.set_defaults(run=cmd_serve)
     return parser
 

@@ -52,3 +52,12 @@ def parse_duration(text: str, what: str = "duration") -> timedelta:
     if amount < 0 or amount != amount:
         raise UsageError(f"{what}: not a duration: {text!r} (e.g. 2h, 90m, 1d)")
     return timedelta(seconds=amount * (unit or 1))
+
+
+def duration_text(duration: timedelta) -> str:
+    """A timedelta as `parse_duration` reads it back: '2h', '7d', '90s'."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("d", DAY), ("h", HOUR), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
