@@ -31,12 +31,13 @@ def usage_of(g, models=CONFIG, **selection):
     return refresh(g, models, **selection)[0]
 
 
-def refresh(g, models=CONFIG, **selection):
+def refresh(g, models=CONFIG, compare=True, **selection):
     """(usage, number of SQL statements sent) for the global admin root."""
     db = open_database(g.url)
     try:
         db.statements.count = 0
-        usage = compute_usage(db, "root", Selection(now=selection.pop("now", NOW), **selection), models=models)
+        usage = compute_usage(db, "root", Selection(now=selection.pop("now", NOW), **selection), models=models,
+                              compare=compare)
         return usage, db.statements.count
     finally:
         db.close()
@@ -315,11 +316,13 @@ def test_org_table_groups_by_owner_org_with_no_profile_row_last_among_ties(gatew
 # --- the refresh itself --------------------------------------------------------------
 
 
-def test_a_refresh_sends_at_most_three_statements(one_token):
+def test_a_refresh_sends_at_most_four_statements_and_three_without_the_previous_period(one_token):
     g, token = one_token
     g.request(token, NOW - timedelta(hours=1))
-    assert refresh(g)[1] <= 3
-    assert refresh(g, models=None)[1] <= 3
+    assert refresh(g)[1] <= 4
+    assert refresh(g, models=None)[1] <= 4
+    assert refresh(g, compare=False)[1] <= 3
+    assert refresh(g, models=None, compare=False)[1] <= 3
 
 
 def test_gateway_without_user_id_column_keeps_working_and_says_so(gateway_db):
@@ -343,18 +346,26 @@ def test_json_report_follows_the_contract(one_token):
     g, token = one_token
     g.request(token, NOW - timedelta(hours=1), count=2)
     data = usage_of(g).to_json()
-    assert set(data) >= {"scope", "metrics", "timeseries", "models", "top"}
+    assert set(data) >= {"version", "scope", "metrics", "cost", "previous", "changes", "timeseries", "models", "top"}
+    assert data["version"] == 2
     assert data["scope"] == {
         "viewer": "root@example.org", "role": "admin", "org": {"id": 1, "name": "Acme"},
         "span": "1d", "token": None, "now": "2026-11-24T12:00:00+00:00",
         "window_start": "2026-11-23T12:00:00+00:00", "window_end": None, "tz": "UTC",
     }
-    assert data["timeseries"][0] == {"bucket": "2026-11-23T12:00:00+00:00", "requests": 0}
+    assert data["timeseries"][0] == {"bucket": "2026-11-23T12:00:00+00:00", "requests": 0, "input_tokens": 0,
+                                     "output_tokens": 0, "cost": "0"}
     row = data["top"]["rows"][0]
     assert row == {
         "rank": 1, "id": token, "name": "main", "requests": 2, "input_tokens": 20, "output_tokens": 10,
-        "total_tokens": 30, "owner_email": "root@example.org", "service_account": None, "can_open": True,
+        "total_tokens": 30, "cost": "0", "previous_requests": 0, "change": None, "new": True,
+        "owner_email": "root@example.org", "service_account": None, "can_open": True,
     }
+    assert data["top"]["stopped"] == []
+    assert data["cost"] == {"currency": None, "total": "0", "unpriced_requests": 2, "unpriced_input_tokens": 20,
+                            "unpriced_output_tokens": 10}
+    assert data["previous"]["window_start"] == "2026-11-22T12:00:00+00:00"
+    assert data["changes"]["total_requests"] is None  # nothing before: no change to give
 
 
 # --- the finer frames for analyses ------------------------------------------------------

@@ -25,9 +25,13 @@ from usage_lib.render.files import Report, json_bytes
 from usage_lib.render.text import text
 from usage_lib.serving.serve import serve
 from usage_lib.settings import (
-    DEMO_DB, ENV_ARCHIVE_URL, ENV_DB_URL, ENV_DEMO, ENV_ROUTER_CONFIG, ENV_TZ, ENV_VIEWER, Settings,
+    DEMO_DB, ENV_ARCHIVE_URL, ENV_DB_URL, ENV_DEMO, ENV_PRICES, ENV_ROUTER_CONFIG, ENV_TZ, ENV_VIEWER, Settings,
 )
 from usage_lib.snapshot import FORMATS, export_snapshot
+
+
+PRICES_HELP = ("prices per million tokens (YAML or CSV: model, input_per_million, output_per_million, currency, "
+               "valid_from), overriding the router config's")
 
 
 def _iso(value: str) -> datetime:
@@ -41,6 +45,7 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
     """The options naming a database, a viewer and what they look at."""
     parser.add_argument("--db", required=True, help="SQLAlchemy URL (sqlite:///gateway.sqlite3, postgresql://user@host/db) or an SQLite file")
     parser.add_argument("--router-config", type=Path, help="LiteLLM router config YAML (model_list)")
+    parser.add_argument("--prices", type=Path, default=None, help=PRICES_HELP)
     parser.add_argument("--viewer", required=True, help="the gateway user looking: email or username")
     parser.add_argument("--org", default=None, help="all, or an org id or name (global admins only; others get their own org)")
     parser.add_argument("--span", default=DEFAULT_SPAN, choices=list(SPANS))
@@ -57,7 +62,7 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> tuple[Settings, Selection]:
     view = Selection(tz=args.tz, now=args.now)
     settings = Settings(db_url=args.db, router_config=args.router_config, viewer=args.viewer, view=view,
-                        archive_url=args.archive)
+                        archive_url=args.archive, prices_file=args.prices)
     return settings, settings.select(org=args.org, span=args.span, token=args.token, top=args.top,
                                      start=args.start, end=args.end)
 
@@ -125,6 +130,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env[ENV_TZ] = args.tz
     if args.archive:
         env[ENV_ARCHIVE_URL] = args.archive
+    if args.prices:
+        env[ENV_PRICES] = str(args.prices.resolve())
     return serve(Settings.from_env(env), args.host, args.port,
                  sync_every=_duration(args.sync_every, "--sync-every"), settle=_duration(args.settle, "--settle"))
 
@@ -162,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_ = commands.add_parser("serve", help="serve the dashboard with Voila (the demo database unless --db)")
     serve_.add_argument("--db", default=None, help="database URL (default: the demo database, built on first run)")
     serve_.add_argument("--router-config", type=Path, default=None)
+    serve_.add_argument("--prices", type=Path, default=None, help=PRICES_HELP)
     serve_.add_argument("--viewer", default=None, help="fixed local viewer (single-user use)")
     serve_.add_argument("--tz", default="UTC")
     serve_.add_argument("--port", type=int, default=8866)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Mapping
 
+from usage_lib.core.prices import PriceBook, load_price_book
 from usage_lib.core.spans import zone
 from usage_lib.core.usage import Selection, Usage, compute_usage, find_viewer
 from usage_lib.demo import DEMO_ADMIN_EMAIL, demo_paths
@@ -36,9 +37,10 @@ ENV_IDENTITY_HEADER = "AQUEDUCT_IDENTITY_HEADER"
 ENV_VIEWER = "AQUEDUCT_VIEWER"
 ENV_DEMO = "AQUEDUCT_DEMO"
 ENV_ARCHIVE_URL = "AQUEDUCT_ARCHIVE_URL"
+ENV_PRICES = "AQUEDUCT_PRICES"
 #: Every variable `to_env` owns (and so removes when a setting is unset).
 ENV_NAMES = (ENV_DB_URL, ENV_ROUTER_CONFIG, ENV_TZ, ENV_NOW, ENV_IDENTITY, ENV_IDENTITY_HEADER, ENV_VIEWER, ENV_DEMO,
-             ENV_ARCHIVE_URL)
+             ENV_ARCHIVE_URL, ENV_PRICES)
 
 IDENTITY_MODES = ("header", "jupyterhub", "fixed")
 DEFAULT_IDENTITY_HEADER = "X-Forwarded-Email"
@@ -69,6 +71,8 @@ class Settings:
     #: The usage archive (docs/history.md) to read settled history from; None: the
     #: gateway alone.
     archive_url: str | None = None
+    #: A prices file (`usage_lib.core.prices`) overriding the router config's prices.
+    prices_file: Path | None = None
 
     def __post_init__(self) -> None:
         # A plain SQLite path becomes a URL naming the same file from any directory
@@ -78,6 +82,8 @@ class Settings:
             object.__setattr__(self, "archive_url", database_url(self.archive_url))
         if self.router_config is not None:
             object.__setattr__(self, "router_config", Path(self.router_config))
+        if self.prices_file is not None:
+            object.__setattr__(self, "prices_file", Path(self.prices_file))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -118,6 +124,7 @@ class Settings:
             demo=demo,
             problems=tuple(problems),
             archive_url=env.get(ENV_ARCHIVE_URL, "").strip() or None,
+            prices_file=Path(env[ENV_PRICES]) if env.get(ENV_PRICES, "").strip() else None,
         )
 
     def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -134,6 +141,7 @@ class Settings:
             ENV_VIEWER: self.viewer,
             ENV_DEMO: "1" if self.demo else None,
             ENV_ARCHIVE_URL: self.archive_url,
+            ENV_PRICES: str(self.prices_file.resolve()) if self.prices_file else None,
         }
         env.update({key: value for key, value in values.items() if value is not None})
         return env
@@ -157,6 +165,7 @@ class Settings:
             raise UsageError(f"who is looking? give --viewer EMAIL_OR_USERNAME (or {ENV_VIEWER}), "
                              f"or set {ENV_IDENTITY}=header|jupyterhub")
         self.models()
+        self.prices()
         zone(self.view.tz)
         db = open_database(self.db_url)
         try:
@@ -192,6 +201,10 @@ class Settings:
         """The router config's model names; None without one (every request counts)."""
         return load_router_config(self.router_config) if self.router_config else None
 
+    def prices(self) -> PriceBook:
+        """The models' prices: the router config's, overridden by the prices file."""
+        return load_price_book(self.router_config, self.prices_file)
+
     def compute(self, selection: Selection | None = None, viewer: str | None = None) -> Usage:
         """One view in one call: open the database, compute, close.
 
@@ -201,12 +214,12 @@ class Settings:
         viewer = viewer or self.viewer
         if not viewer:
             raise UsageError(f"no viewer: give one, or set {ENV_VIEWER}")
-        models = self.models()
+        models, prices = self.models(), self.prices()
         db = open_database(self.db_url)
         try:
             archive = self.archive()
             try:
-                return compute_usage(db, viewer, selection, models=models, archive=archive)
+                return compute_usage(db, viewer, selection, models=models, archive=archive, prices=prices)
             finally:
                 if archive is not None:
                     archive.close()

@@ -4,8 +4,9 @@
 2. `catalogue_statement`: every org and every token with owner, owner's org and service
    account (small tables), plus the distinct models of the request table when no router
    configuration is given.
-3. `usage_query`: one pass over the request window, grouped by (model, key) with a
-   count per chart bucket, from which `usage.compute_usage` derives every figure.
+3. `usage_query`: one pass over the request window, grouped by (model, key) with
+   running totals at each cut (the chart's bucket edges and the instants prices change),
+   from which `usage.compute_usage` derives every figure.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ class _Shape:
     """Everything the usage statement's SQL text depends on; values are bound separately."""
 
     dialect: str
-    buckets: int
+    cuts: int
     models: int | None  # None: no router configuration; else how many configured models
     by_user_id: bool
     reach_tokens: bool  # requests of listed tokens
@@ -214,25 +215,33 @@ def window_ranges(window: Window) -> tuple[Range, ...]:
     return ((window.start, window.until),)
 
 
+#: The running totals `usage_query` takes at each cut, in this order (`<name>_before_<i>`).
+CUMULATIVE = ("requests", "input_tokens", "output_tokens")
+
+
 def usage_query(
     db: Database,
     scope: Scope,
     window: Window,
     models: Sequence[str] | None,
     ranges: Sequence[Range] | None = None,
+    cuts: Sequence[datetime] | None = None,
 ) -> tuple[Select, dict[str, object]]:
     """The usage statement and its parameters: one pass over the window, counts and sums
-    per (model, key), and bucket counts. It reads the timestamp `ranges` (`[start, end)`,
-    end None: no upper bound), by default the whole window (`window_ranges`); with an
-    archive, only the parts the archive does not hold (a head and a tail).
+    per (model, key), and running totals at each cut. It reads the timestamp `ranges`
+    (`[start, end)`, end None: no upper bound), by default the whole window
+    (`window_ranges`); with an archive, only the parts the archive does not hold (a head
+    and a tail). `cuts` are ascending instants, by default the bucket edges
+    (`window.edges`).
 
     The key is the token id, or the `user_id` when a token is selected below an org.
     `models` restricts to the configured models; None counts every request.
 
     Result columns: model, key, requests, failed, input_tokens, output_tokens,
-    completion_ms_sum, completion_n, embedding_ms_sum, embedding_n, then one column
-    `before_<i>` per bucket: the number of the group's requests stamped before the end
-    of bucket i (`window.edges[i]`), so bucket i holds `before_<i> - before_<i-1>`.
+    completion_ms_sum, completion_n, embedding_ms_sum, embedding_n, then for each of
+    `CUMULATIVE` one column `<name>_before_<i>` per cut: the group's requests (input
+    tokens, output tokens) stamped before cut i, so the time between cuts i-1 and i holds
+    `requests_before_<i> - requests_before_<i-1>`.
 
     Two levels, for speed at millions of rows:
 
@@ -244,10 +253,11 @@ def usage_query(
     - the outer level works on those few groups only: it classifies paths with the
       same case-insensitive LIKE as before (once per group, not per row) and sums up.
 
-    PostgreSQL counts the buckets with one `count(*) FILTER (WHERE timestamp < edge)`
-    per edge; SQLite (no hash aggregation: it sorts) puts a bucket index (a balanced
-    CASE tree over the edges) into a small integer sort key with the model's position
-    in the configuration, and the outer level turns bucket indexes into those counts.
+    PostgreSQL takes the running totals with one `count(*) FILTER (WHERE timestamp <
+    cut)` (and `sum(...) FILTER`) per cut; SQLite (no hash aggregation: it sorts) puts a
+    cut index (a balanced CASE tree over the cuts) into a small integer sort key with
+    the model's position in the configuration, and the outer level turns cut indexes
+    into those totals.
 
     The statement depends only on the shape of the request (dialect, number of buckets
     and models, kind of reach) and is built once per shape: building and hashing a new
@@ -255,9 +265,10 @@ def usage_query(
     """
     reach = scope.reach
     ranges = tuple(ranges) if ranges is not None else window_ranges(window)
+    cuts = tuple(cuts) if cuts is not None else window.edges
     shape = _Shape(
         dialect=db.dialect,
-        buckets=len(window.edges),
+        cuts=len(cuts),
         models=None if models is None else len(models),
         by_user_id=scope.top_kind == "user_id" and db.has_user_id,
         reach_tokens=not reach.everything and bool(reach.token_ids),
@@ -271,8 +282,8 @@ def usage_query(
         params[f"start_{index}"] = db.timestamp_bound(start).value
         if end is not None:
             params[f"end_{index}"] = db.timestamp_bound(end).value
-    for index, edge in enumerate(window.edges):
-        params[f"edge_{index}"] = db.timestamp_bound(edge).value
+    for index, cut in enumerate(cuts):
+        params[f"cut_{index}"] = db.timestamp_bound(cut).value
     if models:
         params["models"] = list(models)
         for index, name in enumerate(models):
@@ -295,7 +306,7 @@ def _timestamp_type(dialect: str):
 def _usage_template(shape: _Shape) -> Select:
     stamp = _timestamp_type(shape.dialect)
     key = request.c.user_id if shape.by_user_id else request.c.token_id
-    edges = [bindparam(f"edge_{index}", type_=stamp) for index in range(shape.buckets)]
+    cuts = [bindparam(f"cut_{index}", type_=stamp) for index in range(shape.cuts)]
 
     # On SQLite, `+column` keeps a condition from choosing an index: the model filter
     # would otherwise pick the (model, timestamp) index, whose per-model ranges read the
@@ -329,11 +340,13 @@ def _usage_template(shape: _Shape) -> Select:
 
     model = request.c.model if shape.models is not None else func.coalesce(request.c.model, "")
     if shape.dialect == "sqlite":
-        return _usage_sqlite(key, model, edges, shape.models, conditions)
+        return _usage_sqlite(key, model, cuts, shape.models, conditions)
 
     before = [
-        func.count().filter(request.c.timestamp < edge).label(f"before_{index}")
-        for index, edge in enumerate(edges)
+        measure.filter(request.c.timestamp < cut).label(f"{name}_before_{index}")
+        for name, measure in zip(CUMULATIVE, (func.count(), func.sum(request.c.input_tokens),
+                                              func.sum(request.c.output_tokens)))
+        for index, cut in enumerate(cuts)
     ]
     failed = func.count().filter(request.c.status_code >= 400)
     rows = (
@@ -346,7 +359,7 @@ def _usage_template(shape: _Shape) -> Select:
         rows.c.model,
         rows.c.key,
         *_summary_columns(rows, rows.c.path),
-        *(func.sum(rows.c[f"before_{index}"]).label(f"before_{index}") for index in range(len(edges))),
+        *(func.sum(rows.c[column.name]).label(column.name) for column in before),
     ).group_by(rows.c.model, rows.c.key)
 
 
@@ -391,11 +404,11 @@ def _inner_sums(failed):
     ]
 
 
-def _usage_sqlite(key, model, edges, models: int | None, conditions) -> Select:
+def _usage_sqlite(key, model, cuts, models: int | None, conditions) -> Select:
     # `+timestamp` has no type affinity: compared with the text bounds as text, as the
     # column itself is (its NUMERIC affinity made SQLite try to read every bound as a
     # number on every comparison), and it keeps the CASE off the index.
-    bucket = bucket_index(no_affinity(request.c.timestamp), edges, 0, len(edges))
+    bucket = bucket_index(no_affinity(request.c.timestamp), cuts, 0, len(cuts))
     failed = func.sum(case((request.c.status_code >= 400, 1), else_=0))
     if models:
         # One small integer sort key: bucket and the model's position in the
@@ -425,8 +438,9 @@ def _usage_sqlite(key, model, edges, models: int | None, conditions) -> Select:
         model_group = rows.c.model
         bucket_out = rows.c.bucket
     before = [
-        func.sum(case((bucket_out <= index, rows.c.requests), else_=0)).label(f"before_{index}")
-        for index in range(len(edges))
+        func.sum(case((bucket_out <= index, rows.c[name]), else_=0)).label(f"{name}_before_{index}")
+        for name in CUMULATIVE
+        for index in range(len(cuts))
     ]
     return select(
         model_out.label("model"),

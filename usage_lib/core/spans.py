@@ -121,6 +121,15 @@ class Window:
         return self.until if self.until is not None else self.now
 
 
+def previous_window(win: Window) -> Window:
+    """The same length of real time just before `win`, `[start - length, start)`, as one
+    bucket: what each figure's change compares with. A preset's length is its span's
+    (a day is 24 hours, also across a DST change)."""
+    length = win.until - win.start if win.until is not None else SPANS[win.span].length
+    start = (win.start.astimezone(timezone.utc) - length).astimezone(win.start.tzinfo)
+    return Window(span=win.span, now=win.now, start=start, starts=(start,), end=win.start, until=win.start)
+
+
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -154,7 +163,9 @@ def _buckets(first: datetime, last: datetime, unit: str, tz: ZoneInfo) -> tuple[
     last one's end."""
     starts = [floor(first, unit, tz)]
     final = floor(last, unit, tz)
-    while starts[-1] < final:
+    # Compared in UTC: two times in one zone compare by wall clock, and when the clocks go
+    # back 02:30 CEST and 02:30 CET are "equal" (a 1h window there had one bucket).
+    while starts[-1].astimezone(timezone.utc) < final.astimezone(timezone.utc):
         starts.append(_next_start(starts[-1], unit, tz))
     return tuple(starts), _next_start(final, unit, tz)
 

@@ -13,20 +13,27 @@ import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 
-from usage_lib.core import access, queries
+from usage_lib.core import access, costs, queries
 from usage_lib.core.access import Catalogue, Scope
+from usage_lib.core.costs import CostSummary
+from usage_lib.core.prices import EMPTY as NO_PRICES, PriceBook
 from usage_lib.gateway.db import Database
 from usage_lib.errors import UsageError
-from usage_lib.core.spans import DEFAULT_SPAN, SPANS, Window, range_window, window, zone
+from usage_lib.core.spans import DEFAULT_SPAN, SPANS, Window, previous_window, range_window, window, zone
 
 log = logging.getLogger(__name__)
 
 TOP_CHOICES = (10, 25, 100)
+#: `Usage.to_json`'s "version": 2 added cost, tokens over time and the previous period.
+JSON_VERSION = 2
+#: `Usage.model_timeseries`' column of the models not shown one by one.
+OTHER_MODELS = "other"
 DEFAULT_TOP = 100
 NO_USER_ID_NOTICE = (
     "This gateway's database has no user_id column: no breakdown by user_id and no "
@@ -79,24 +86,26 @@ class Settled:
     """What an archive of settled usage answers for one window (`SettledSource.settled`).
 
     Its sums cover some whole slices of the window, per (model, key) in `keys`: `sums`
-    in the columns of `SUMMED`, and `before`, the requests before each bucket's end (as
-    `Usage.bucket_counts`). `gateway_ranges` are the timestamp ranges left for the
-    gateway to read (`queries.usage_query`): the partial first slice and the unsettled
-    tail. `notices` say where the archive rounded an edge or has a gap.
+    in the columns of `SUMMED`, and `cumulative`, the running totals of
+    `queries.CUMULATIVE` at each cut (shape: 3, keys, cuts). `gateway_ranges` are the
+    timestamp ranges left for the gateway to read (`queries.usage_query`): the partial
+    first slice and the unsettled tail. `notices` say where the archive rounded an edge
+    or has a gap.
     """
 
     keys: tuple[tuple[Any, Any], ...]
     sums: np.ndarray
-    before: np.ndarray
+    cumulative: np.ndarray
     gateway_ranges: tuple[queries.Range, ...]
     notices: tuple[str, ...] = ()
     #: Parts of the window with no record anywhere (`Usage.unrecorded`).
     unrecorded: tuple[tuple[datetime, datetime], ...] = ()
 
     @classmethod
-    def empty(cls, buckets: int, gateway_ranges: tuple[queries.Range, ...], notices: tuple[str, ...] = ()) -> "Settled":
+    def empty(cls, cuts: int, gateway_ranges: tuple[queries.Range, ...], notices: tuple[str, ...] = ()) -> "Settled":
         return cls(keys=(), sums=np.zeros((0, len(SUMMED)), dtype=np.int64),
-                   before=np.zeros((0, buckets), dtype=np.int64), gateway_ranges=gateway_ranges, notices=notices)
+                   cumulative=np.zeros((len(queries.CUMULATIVE), 0, cuts), dtype=np.int64),
+                   gateway_ranges=gateway_ranges, notices=notices)
 
 
 class SettledSource(Protocol):
@@ -106,8 +115,10 @@ class SettledSource(Protocol):
         """Catalogue rows (`queries.catalogue_statement`'s columns) of orgs and tokens as
         last seen, for those deleted from the gateway since."""
 
-    def settled(self, scope: Scope, window: Window, models: Sequence[str] | None, by_user_id: bool) -> Settled:
-        """The window's settled part, for what `scope` may see."""
+    def settled(self, scope: Scope, window: Window, cuts: Sequence[datetime], models: Sequence[str] | None,
+                by_user_id: bool) -> Settled:
+        """The window's settled part, for what `scope` may see, with running totals at
+        `cuts` (ascending; all but the last inside the window)."""
 
 
 @dataclass(frozen=True)
@@ -127,21 +138,49 @@ class Metrics:
         return {**dataclasses.asdict(self), "total_tokens": self.total_tokens}
 
 
+#: The figures of the tiles, in the page's order: `Metrics.as_dict` keys and "cost".
+TILE_FIGURES = (
+    "total_requests", "failed_requests", "avg_response_ms_completion", "avg_response_ms_embedding",
+    "input_tokens", "output_tokens", "total_tokens", "cost",
+)
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The same length of time just before the window (`spans.previous_window`), read
+    for the same scope: what each figure's change compares with."""
+
+    window: Window
+    metrics: Metrics
+    cost: CostSummary
+
+    def figure(self, name: str) -> float:
+        return float(self.cost.total) if name == "cost" else float(self.metrics.as_dict()[name])
+
+
 @dataclass(frozen=True)
 class Usage:
     """The figures of one refresh.
 
-    - `timeseries`: bucket (aware, dashboard zone), requests, one row per bucket.
-    - `models`: model, requests, in display order.
-    - `top`: rank, id, name, requests, input_tokens, output_tokens, total_tokens, and for
-      tokens display_name, owner_email, service_account, is_service_account, can_open.
+    - `timeseries`: bucket (aware, dashboard zone), requests, input_tokens,
+      output_tokens and cost (`Decimal`), one row per bucket.
+    - `models`: model, requests, input_tokens, output_tokens, cost, unpriced_requests,
+      in display order.
+    - `top`: rank, id, name, requests, input_tokens, output_tokens, total_tokens, cost,
+      and with a previous period previous_requests, change (relative; NaN when there
+      were none) and new; for tokens also display_name, owner_email, service_account,
+      is_service_account, can_open. `stopped`: the same columns for the rows that had
+      requests in the previous period and have none now (ranked by then).
+    - `cost`: the window's cost and what it leaves out (`costs.CostSummary`);
+      `previous`: the period before, for changes (`change`).
 
     The finer frames every figure above is summed from (for analyses of your own):
 
     - `groups`: one row per (model, key) with requests, failed, input_tokens,
-      output_tokens, and the response-time sums and counts of completions and
-      embeddings (averages: ``completion_ms_sum / completion_n``);
-    - `breakdown`: requests per (model, key, bucket), buckets without requests left out.
+      output_tokens, the response-time sums and counts of completions and embeddings
+      (averages: ``completion_ms_sum / completion_n``), and cost;
+    - `breakdown`: requests per (model, key, bucket), buckets without requests left out;
+      `model_timeseries(n)`: requests per bucket of the top n models and the rest.
 
     The key is the token id, or the `user_id` when a token is selected below an org
     (`key_kind`). Both hold only what the viewer may see.
@@ -152,6 +191,7 @@ class Usage:
     tz: str
     top_k: int
     metrics: Metrics
+    cost: CostSummary
     timeseries: pd.DataFrame
     models: pd.DataFrame
     top_kind: Literal["org", "token", "user_id"]
@@ -166,15 +206,45 @@ class Usage:
     #: (an archive gap, or before its history began): their buckets show 0 for want of
     #: data, not for want of use.
     unrecorded: tuple[tuple[datetime, datetime], ...] = field(default=())
+    previous: Previous | None = None
+    stopped: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def breakdown(self) -> pd.DataFrame:
         return _breakdown(self.groups, self.bucket_counts, self.window)
 
+    def figure(self, name: str) -> float:
+        """A tile's figure (`TILE_FIGURES`) as a number."""
+        return float(self.cost.total) if name == "cost" else float(self.metrics.as_dict()[name])
+
+    def change(self, name: str) -> float | None:
+        """A tile's relative change against the previous period (0.12: 12% more); None
+        without a previous period or when the figure was 0 then."""
+        if self.previous is None:
+            return None
+        before = self.previous.figure(name)
+        return None if before == 0 else self.figure(name) / before - 1.0
+
+    def model_timeseries(self, top: int = 5) -> pd.DataFrame:
+        """Requests per bucket (rows, indexed by bucket start) of the `top` models with
+        the most requests (columns, most first) and of all others together ("other",
+        only when there are others)."""
+        counts = _per_bucket(self.bucket_counts)
+        names = self.groups["model"].to_numpy(dtype=object)
+        used = self.models.loc[self.models["requests"] > 0, "model"].tolist()
+        shown = used[:top]
+        columns = {name: counts[names == name].sum(axis=0) for name in shown}
+        if len(used) > top:
+            columns[OTHER_MODELS] = counts[~np.isin(names, shown)].sum(axis=0)
+        return pd.DataFrame({name: values.astype("int64") for name, values in columns.items()},
+                            index=pd.Index(list(self.window.starts), name="bucket"))
+
     def to_json(self) -> dict[str, Any]:
         """The documented report contract (README, "JSON report")."""
         scope = self.scope
+        previous = self.previous
         return {
+            "version": JSON_VERSION,
             "scope": {
                 "viewer": scope.viewer.label,
                 "role": scope.viewer.role,
@@ -188,15 +258,32 @@ class Usage:
                 "tz": self.tz,
             },
             "metrics": self.metrics.as_dict(),
+            "cost": self.cost.as_dict(),
+            "previous": None if previous is None else {
+                "window_start": previous.window.start.isoformat(),
+                "window_end": previous.window.until.isoformat(),
+                "metrics": previous.metrics.as_dict(),
+                "cost": previous.cost.as_dict(),
+            },
+            "changes": {name: self.change(name) for name in TILE_FIGURES} if previous is not None else None,
             "timeseries": [
-                {"bucket": bucket.isoformat(), "requests": int(requests)}
-                for bucket, requests in zip(self.timeseries["bucket"], self.timeseries["requests"])
+                {"bucket": row["bucket"].isoformat(), "requests": int(row["requests"]),
+                 "input_tokens": int(row["input_tokens"]), "output_tokens": int(row["output_tokens"]),
+                 "cost": format(row["cost"], "f")}
+                for row in self.timeseries.to_dict("records")
             ],
             "models": [
-                {"model": model, "requests": int(requests)}
-                for model, requests in zip(self.models["model"], self.models["requests"])
+                {"model": row["model"], "requests": int(row["requests"]), "input_tokens": int(row["input_tokens"]),
+                 "output_tokens": int(row["output_tokens"]), "cost": format(row["cost"], "f"),
+                 "unpriced_requests": int(row["unpriced_requests"])}
+                for row in self.models.to_dict("records")
             ],
-            "top": {"kind": self.top_kind, "rows": [_json_row(row, self.top_kind) for row in self.top.to_dict("records")]},
+            "top": {
+                "kind": self.top_kind,
+                "rows": [_json_row(row, self.top_kind) for row in self.top.to_dict("records")],
+                "stopped": [] if self.stopped is None else [
+                    _json_row(row, self.top_kind) for row in self.stopped.to_dict("records")],
+            },
             "notices": list(self.notices),
         }
 
@@ -214,7 +301,13 @@ def _json_row(row: dict, kind: str) -> dict[str, Any]:
         "input_tokens": int(row["input_tokens"]),
         "output_tokens": int(row["output_tokens"]),
         "total_tokens": int(row["total_tokens"]),
+        "cost": format(row["cost"], "f"),
     }
+    if "previous_requests" in row:
+        change = row["change"]
+        out["previous_requests"] = int(row["previous_requests"])
+        out["change"] = None if pd.isna(change) else float(change)
+        out["new"] = bool(row["new"])
     if kind == "token":
         out["owner_email"] = _none_if_missing(row["owner_email"])
         out["service_account"] = _none_if_missing(row["service_account"])
@@ -242,25 +335,24 @@ def _as_int(value: Any) -> int:
     return 0 if value is None else int(value)
 
 
-def _grouped_frame(rows: Sequence, buckets: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """The usage statement's rows as a frame of sums per (model, key), and the matrix
-    (one row per group, one column per chart bucket) of requests stamped before each
-    bucket's end.
+def _grouped_frame(rows: Sequence, cuts: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The usage statement's rows as a frame of sums per (model, key), and their running
+    totals of `queries.CUMULATIVE` at each cut (shape: 3, groups, cuts).
 
     Plain Python and numpy: a few thousand rows at most, and pandas' per-column type
     inference cost more than the SQL on small windows.
     """
     rows = list(rows)
-    width = len(GROUPED_COLUMNS) + buckets
+    width = len(GROUPED_COLUMNS) + len(queries.CUMULATIVE) * cuts
     columns = list(zip(*rows)) if rows else [()] * width
     data: dict[str, Any] = {"model": list(columns[0]), "key": list(columns[1])}
     for position, name in enumerate(SUMMED, start=2):
         data[name] = np.fromiter((_as_int(v) for v in columns[position]), dtype=np.int64, count=len(rows))
-    before = np.array(
+    cumulative = np.array(
         [[_as_int(v) for v in columns[position]] for position in range(len(GROUPED_COLUMNS), width)],
         dtype=np.int64,
-    ).reshape(buckets, len(rows)).T
-    return pd.DataFrame(data), before
+    ).reshape(len(queries.CUMULATIVE), cuts, len(rows)).transpose(0, 2, 1)
+    return pd.DataFrame(data), cumulative
 
 
 def _metrics(grouped: pd.DataFrame) -> Metrics:
@@ -279,9 +371,15 @@ def _metrics(grouped: pd.DataFrame) -> Metrics:
     )
 
 
-def _timeseries(before: np.ndarray, win: Window) -> pd.DataFrame:
-    """Bucket i holds the requests before its end and not before the previous end."""
-    return pd.DataFrame({"bucket": list(win.starts), "requests": pd.Series(_per_bucket(before.sum(axis=0)), dtype="int64")})
+def _timeseries(at_edges: np.ndarray, bucket_cost: Sequence[Decimal], win: Window) -> pd.DataFrame:
+    """Per bucket: requests and tokens (from the running totals at the bucket edges,
+    shape 3, groups, buckets) and cost."""
+    per_bucket = _per_bucket(at_edges.sum(axis=1))
+    return pd.DataFrame({
+        "bucket": list(win.starts),
+        **{name: pd.Series(per_bucket[position], dtype="int64") for position, name in enumerate(queries.CUMULATIVE)},
+        "cost": pd.Series(list(bucket_cost), dtype=object),
+    })
 
 
 def _per_bucket(before: np.ndarray) -> np.ndarray:
@@ -301,45 +399,54 @@ def _breakdown(grouped: pd.DataFrame, before: np.ndarray, win: Window) -> pd.Dat
     })
 
 
-def _models(grouped: pd.DataFrame, known: Sequence[str]) -> pd.DataFrame:
-    """Most requests first (ties in configuration order), then unused models at 0."""
-    counts = grouped.groupby("model")["requests"].sum()
+def _models(grouped: pd.DataFrame, unpriced: np.ndarray, known: Sequence[str]) -> pd.DataFrame:
+    """Per model: requests, tokens, cost and unpriced requests. Most requests first
+    (ties in configuration order), then unused models at 0."""
+    sums: dict[str, list] = {}
+    columns = zip(grouped["model"].tolist(), grouped["requests"].tolist(), grouped["input_tokens"].tolist(),
+                  grouped["output_tokens"].tolist(), grouped["cost"].tolist(), unpriced[:, 0].tolist())
+    for name, *values in columns:
+        entry = sums.setdefault(name, [0, 0, 0, costs.ZERO, 0])
+        for position, value in enumerate(values):
+            entry[position] += value
     order = {name: position for position, name in enumerate(known)}
     used = sorted(
-        ((name, int(count)) for name, count in counts.items() if count > 0),
-        key=lambda item: (-item[1], order.get(item[0], len(order)), item[0]),
+        (name for name, entry in sums.items() if entry[0] > 0),
+        key=lambda name: (-sums[name][0], order.get(name, len(order)), name),
     )
-    used_names = {name for name, _ in used}
-    unused = [(name, 0) for name in known if name not in used_names]
-    rows = used + unused
-    return pd.DataFrame(
-        {"model": [name for name, _ in rows], "requests": pd.Series([c for _, c in rows], dtype="int64")}
-    )
+    names = used + [name for name in known if name not in set(used)]
+    rows = [sums.get(name, [0, 0, 0, costs.ZERO, 0]) if name in used else [0, 0, 0, costs.ZERO, 0] for name in names]
+    return pd.DataFrame({
+        "model": names,
+        **{column: pd.Series([row[position] for row in rows], dtype="int64")
+           for position, column in ((0, "requests"), (1, "input_tokens"), (2, "output_tokens"), (4, "unpriced_requests"))},
+        "cost": pd.Series([row[3] for row in rows], dtype=object),
+    })[["model", "requests", "input_tokens", "output_tokens", "cost", "unpriced_requests"]]
 
 
-TOP_COLUMNS = ["rank", "id", "name", "requests", "input_tokens", "output_tokens", "total_tokens"]
+TOP_COLUMNS = ["rank", "id", "name", "requests", "input_tokens", "output_tokens", "total_tokens", "cost"]
 TOKEN_COLUMNS = ["display_name", "owner_email", "service_account", "is_service_account", "can_open"]
+COMPARISON_COLUMNS = ["previous_requests", "change", "new"]
 
 
 def _sum_by_key(grouped: pd.DataFrame, keys: Sequence) -> dict:
-    """key -> [requests, input_tokens, output_tokens], in order of first appearance."""
+    """key -> [requests, input_tokens, output_tokens, cost], in order of first appearance."""
     sums: dict = {}
     columns = zip(keys, grouped["requests"].tolist(), grouped["input_tokens"].tolist(),
-                  grouped["output_tokens"].tolist())
-    for key, requests, input_tokens, output_tokens in columns:
+                  grouped["output_tokens"].tolist(), grouped["cost"].tolist())
+    for key, *values in columns:
         entry = sums.get(key)
         if entry is None:
-            sums[key] = [requests, input_tokens, output_tokens]
+            sums[key] = values
         else:
-            entry[0] += requests
-            entry[1] += input_tokens
-            entry[2] += output_tokens
+            for position, value in enumerate(values):
+                entry[position] += value
     return sums
 
 
 def _rank(sums: dict, sort_key, top_k: int) -> list:
     """Keys with requests, most requests first, ties by `sort_key(key)`; at most top_k."""
-    used = [key for key, (requests, _i, _o) in sums.items() if requests > 0]
+    used = [key for key, entry in sums.items() if entry[0] > 0]
     used.sort(key=lambda key: (-sums[key][0], *sort_key(key)))
     return used[:top_k]
 
@@ -353,53 +460,76 @@ def _table(keys: list, sums: dict, ids: list, names: list, id_dtype, name_dtype=
         "input_tokens": pd.Series([sums[key][1] for key in keys], dtype="int64"),
         "output_tokens": pd.Series([sums[key][2] for key in keys], dtype="int64"),
         "total_tokens": pd.Series([sums[key][1] + sums[key][2] for key in keys], dtype="int64"),
+        "cost": pd.Series([sums[key][3] for key in keys], dtype=object),
     }
     data.update(extra or {})
     return pd.DataFrame(data)
 
 
-def _top_orgs(grouped: pd.DataFrame, catalogue: Catalogue, top_k: int) -> pd.DataFrame:
-    """One row per org of the tokens' owners; owners without a profile: one row, no org."""
-    owner_org = {token.id: token.owner_org_id for token in catalogue.tokens.values()}
-    sums = _sum_by_key(grouped, [owner_org.get(key) for key in grouped["key"].tolist()])
-    names = {org.id: org.name for org in catalogue.orgs}
-
-    def order(org_id):  # name (case-folded), then id; the row without an org last
-        name = names.get(org_id)
-        return (name is None, name.casefold() if name is not None else "", org_id is None, org_id or 0)
-
-    keys = _rank(sums, order, top_k)
-    return _table(keys, sums, keys, [names.get(key, np.nan) for key in keys], "Int64")
+def _top_keys(kind: str, grouped: pd.DataFrame, catalogue: Catalogue) -> list:
+    """The top table's row of each group: its token's owner's org, its token or its user_id."""
+    keys = grouped["key"].tolist()
+    if kind == "org":
+        owner_org = {token.id: token.owner_org_id for token in catalogue.tokens.values()}
+        return [owner_org.get(key) for key in keys]
+    if kind == "token":
+        return [int(key) for key in keys]
+    return [str(key) for key in keys]
 
 
-def _top_tokens(grouped: pd.DataFrame, scope: Scope, catalogue: Catalogue, top_k: int) -> pd.DataFrame:
-    sums = _sum_by_key(grouped, [int(key) for key in grouped["key"].tolist()])
-    tokens = catalogue.tokens
-    def order(key):  # shown name (case-folded), then id
-        name = tokens[key].display_name
-        return (name is None, name.casefold() if name is not None else "", key)
+def _top(kind: str, sums: dict, scope: Scope, catalogue: Catalogue, top_k: int) -> tuple[pd.DataFrame, list]:
+    """The top table of `sums` (`_sum_by_key` over `_top_keys`), and its rows' keys."""
+    if kind == "org":
+        names = {org.id: org.name for org in catalogue.orgs}
 
-    keys = _rank(sums, order, top_k)
-    chosen = [tokens[key] for key in keys]
-    extra = {
-        "display_name": pd.Series([token.display_name for token in chosen], dtype=object),
-        "owner_email": pd.Series([token.owner_email for token in chosen], dtype=object),
-        "service_account": pd.Series([token.service_account for token in chosen], dtype=object),
-        "is_service_account": pd.Series([token.service_account_id is not None for token in chosen], dtype=bool),
-        "can_open": pd.Series([access.can_open(scope.viewer, token, scope.org) for token in chosen], dtype=bool),
-    }
-    return _table(keys, sums, keys, [token.name for token in chosen], "int64", extra=extra)
+        def order(org_id):  # name (case-folded), then id; the row without an org last
+            name = names.get(org_id)
+            return (name is None, name.casefold() if name is not None else "", org_id is None, org_id or 0)
 
+        keys = _rank(sums, order, top_k)
+        return _table(keys, sums, keys, [names.get(key, np.nan) for key in keys], "Int64"), keys
+    if kind == "token":
+        tokens = catalogue.tokens
 
-def _top_user_ids(grouped: pd.DataFrame, top_k: int) -> pd.DataFrame:
-    sums = _sum_by_key(grouped, [str(key) for key in grouped["key"].tolist()])
+        def order(key):  # shown name (case-folded), then id
+            name = tokens[key].display_name
+            return (name is None, name.casefold() if name is not None else "", key)
+
+        keys = _rank(sums, order, top_k)
+        chosen = [tokens[key] for key in keys]
+        extra = {
+            "display_name": pd.Series([token.display_name for token in chosen], dtype=object),
+            "owner_email": pd.Series([token.owner_email for token in chosen], dtype=object),
+            "service_account": pd.Series([token.service_account for token in chosen], dtype=object),
+            "is_service_account": pd.Series([token.service_account_id is not None for token in chosen], dtype=bool),
+            "can_open": pd.Series([access.can_open(scope.viewer, token, scope.org) for token in chosen], dtype=bool),
+        }
+        return _table(keys, sums, keys, [token.name for token in chosen], "int64", extra=extra), keys
     keys = _rank(sums, lambda key: (key,), top_k)
     # pandas' default string dtype, as `astype(str)` gives.
-    return _table(keys, sums, keys, list(keys), "str", "str")
+    return _table(keys, sums, keys, list(keys), "str", "str"), keys
 
 
-def _empty_grouped() -> pd.DataFrame:
-    return _grouped_frame([], 0)[0]
+def _compared(table: pd.DataFrame, keys: list, now: dict, before: dict) -> pd.DataFrame:
+    """`table` with each row's requests in the previous period, their relative change
+    (NaN when there were none) and whether the row is new."""
+    previous = [before[key][0] if key in before else 0 for key in keys]
+    current = [now[key][0] if key in now else 0 for key in keys]
+    return table.assign(
+        previous_requests=pd.Series(previous, dtype="int64"),
+        change=pd.Series([c / p - 1.0 if p else np.nan for c, p in zip(current, previous)], dtype="float64"),
+        new=pd.Series([p == 0 for p in previous], dtype=bool),
+    )
+
+
+def _stopped(kind: str, now: dict, before: dict, scope: Scope, catalogue: Catalogue, top_k: int) -> pd.DataFrame:
+    """Rows with requests in the previous period and none now, ranked by then, with
+    their figures now (0)."""
+    gone = {key: entry for key, entry in before.items() if entry[0] > 0 and (key not in now or now[key][0] == 0)}
+    table, keys = _top(kind, gone, scope, catalogue, top_k)
+    table = table.assign(requests=0, input_tokens=0, output_tokens=0, total_tokens=0,
+                         cost=pd.Series([costs.ZERO] * len(table), dtype=object))
+    return _compared(table, keys, {}, gone)
 
 
 def find_viewer(db: Database, viewer: str) -> access.Viewer:
@@ -416,23 +546,57 @@ def with_last_seen(live: Sequence[Mapping[str, Any]], seen: Sequence[Mapping[str
     return [*live, *(row for row in seen if (row["kind"], row["id"]) not in present)]
 
 
-def _with_settled(grouped: pd.DataFrame, before: np.ndarray, settled: Settled) -> tuple[pd.DataFrame, np.ndarray]:
+def _with_settled(grouped: pd.DataFrame, cumulative: np.ndarray, settled: Settled) -> tuple[pd.DataFrame, np.ndarray]:
     """The gateway's groups plus the archive's, summed per (model, key)."""
     if not settled.keys:
-        return grouped, before
+        return grouped, cumulative
     index = {key: position for position, key in enumerate(zip(grouped["model"].tolist(), grouped["key"].tolist()))}
     new = [key for key in settled.keys if key not in index]
     for key in new:
         index[key] = len(index)
     rows = np.fromiter((index[key] for key in settled.keys), dtype=np.int64, count=len(settled.keys))
     sums = np.vstack([grouped[SUMMED].to_numpy(dtype=np.int64), np.zeros((len(new), len(SUMMED)), dtype=np.int64)])
-    counts = np.vstack([before, np.zeros((len(new), before.shape[1]), dtype=np.int64)])
+    totals = np.concatenate([cumulative, np.zeros((cumulative.shape[0], len(new), cumulative.shape[2]), dtype=np.int64)],
+                            axis=1)
     sums[rows] += settled.sums
-    counts[rows] += settled.before
+    totals[:, rows] += settled.cumulative
     keys = list(index)
     frame = pd.DataFrame({"model": [key[0] for key in keys], "key": [key[1] for key in keys],
                           **{name: sums[:, position] for position, name in enumerate(SUMMED)}})
-    return frame, counts
+    return frame, totals
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One window read for one scope: sums per (model, key) with their cost, running
+    totals at the cuts, and what the archive said."""
+
+    grouped: pd.DataFrame
+    cumulative: np.ndarray
+    costing: costs.Costing
+    notices: tuple[str, ...]
+    unrecorded: tuple[tuple[datetime, datetime], ...]
+
+
+def _read(conn, db: Database, scope: Scope, win: Window, models: Sequence[str] | None, prices: PriceBook,
+          archive: SettledSource | None, by_user_id: bool) -> _Reading:
+    """Read `win` for `scope`: one statement to the gateway (with an archive, for the
+    parts it does not hold), and the costs at the window's prices."""
+    cuts = costs.cut_points(win.start, win.edges, prices)
+    settled = archive.settled(scope, win, cuts, models, by_user_id) if archive is not None else None
+    ranges = settled.gateway_ranges if settled is not None else queries.window_ranges(win)
+    statement, params = queries.usage_query(db, scope, win, models, ranges, cuts)
+    grouped, cumulative = _grouped_frame(conn.execute(statement, params).all(), len(cuts))
+    if settled is not None:
+        grouped, cumulative = _with_settled(grouped, cumulative, settled)
+    totals = grouped[list(queries.CUMULATIVE)].to_numpy(dtype=np.int64).T
+    costing = costs.costing(grouped["model"].tolist(), cumulative, totals, cuts, win.edges, win.start, prices)
+    grouped = grouped.assign(cost=pd.Series(costing.group_cost, dtype=object))
+    # Keep the running totals at the bucket edges only.
+    at_edges = [cuts.index(edge.astimezone(timezone.utc)) for edge in win.edges]
+    return _Reading(grouped=grouped, cumulative=cumulative[:, :, at_edges], costing=costing,
+                    notices=settled.notices if settled is not None else (),
+                    unrecorded=settled.unrecorded if settled is not None else ())
 
 
 def compute_usage(
@@ -441,6 +605,8 @@ def compute_usage(
     selection: Selection | None = None,
     models: Sequence[str] | None = None,
     archive: SettledSource | None = None,
+    prices: PriceBook | None = None,
+    compare: bool = True,
 ) -> Usage:
     """All figures for `viewer` (email or username) and `selection`.
 
@@ -448,10 +614,14 @@ def compute_usage(
     means no configuration: every request counts and the known models are those in the
     request table. With an `archive` (`usage_lib.history.archive.open_archive`), settled
     slices come from it and only the rest of the window from the gateway; the figures
-    are the same while the gateway still holds the window. Raises `UsageError` for an
-    unknown viewer, zone or span.
+    are the same while the gateway still holds the window. `prices`
+    (`prices.load_price_book`) price the tokens; without, every request is unpriced.
+    With `compare`, the same length of time before the window is read too (one more
+    statement) for each figure's change. Raises `UsageError` for an unknown viewer,
+    zone or span.
     """
     selection, selection_notes = (selection or Selection()).normalised()
+    prices = prices if prices is not None else NO_PRICES
     tz = zone(selection.tz)
     now = _as_of(selection.now, selection.tz)
     if selection.custom:
@@ -469,46 +639,51 @@ def compute_usage(
         if not db.has_user_id:
             scope = dataclasses.replace(scope, reach=dataclasses.replace(scope.reach, email=None))
             notices.append(NO_USER_ID_NOTICE)
-        settled = None
-        if archive is not None:
-            settled = archive.settled(scope, win, models, scope.top_kind == "user_id" and db.has_user_id)
-            notices.extend(settled.notices)
-        ranges = settled.gateway_ranges if settled is not None else queries.window_ranges(win)
-        statement, params = queries.usage_query(db, scope, win, models, ranges)
-        grouped, before = _grouped_frame(conn.execute(statement, params).all(), len(win.starts))
-        if settled is not None:
-            grouped, before = _with_settled(grouped, before, settled)
+        by_user_id = scope.top_kind == "user_id" and db.has_user_id
+        reading = _read(conn, db, scope, win, models, prices, archive, by_user_id)
+        notices.extend(reading.notices)
+        earlier = None
+        if compare:
+            earlier = _read(conn, db, scope, previous_window(win), models, prices, archive, by_user_id)
     for note in selection_notes + scope.fallbacks:
         # A choice the viewer may not make (or garbage): shown narrower, and on record.
         log.warning("viewer %s (%s): %s", person.label, person.role, note)
+    notices.extend(prices.notices)
     known = tuple(models) if models is not None else tuple(
         sorted(row["name"] for row in catalogue_rows if row["kind"] == "model")
     )
+    grouped = reading.grouped
     kind = scope.top_kind
-    if kind == "org":
-        top = _top_orgs(grouped, catalogue, selection.top)
-    elif kind == "token":
-        top = _top_tokens(grouped, scope, catalogue, selection.top)
-    elif db.has_user_id:
-        top = _top_user_ids(grouped, selection.top)
-    else:
-        top = _top_user_ids(_empty_grouped(), selection.top)
+    counted = grouped if kind != "user_id" or db.has_user_id else grouped.iloc[0:0]
+    now_sums = _sum_by_key(counted, _top_keys(kind, counted, catalogue))
+    top, top_keys = _top(kind, now_sums, scope, catalogue, selection.top)
+    previous = stopped = None
+    if earlier is not None:
+        then = earlier.grouped if kind != "user_id" or db.has_user_id else earlier.grouped.iloc[0:0]
+        then_sums = _sum_by_key(then, _top_keys(kind, then, catalogue))
+        top = _compared(top, top_keys, now_sums, then_sums)
+        stopped = _stopped(kind, now_sums, then_sums, scope, catalogue, selection.top)
+        previous = Previous(window=previous_window(win), metrics=_metrics(earlier.grouped),
+                            cost=costs.summary(earlier.costing.group_cost, earlier.costing.group_unpriced, prices))
     return Usage(
         scope=scope,
         window=win,
         tz=selection.tz,
         top_k=selection.top,
         metrics=_metrics(grouped),
-        timeseries=_timeseries(before, win),
-        models=_models(grouped, known),
+        cost=costs.summary(reading.costing.group_cost, reading.costing.group_unpriced, prices),
+        timeseries=_timeseries(reading.cumulative, reading.costing.bucket_cost, win),
+        models=_models(grouped, reading.costing.group_unpriced, known),
         top_kind=kind,
         top=top,
         groups=grouped,
         key_kind="user_id" if kind == "user_id" and db.has_user_id else "token",
-        bucket_counts=before,
+        bucket_counts=reading.cumulative[0],
         notices=tuple(notices),
-        unrecorded=settled.unrecorded if settled is not None else (),
+        unrecorded=reading.unrecorded,
         fallbacks=selection_notes + scope.fallbacks,
+        previous=previous,
+        stopped=stopped,
     )
 
 

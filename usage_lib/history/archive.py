@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import BigInteger, Integer, and_, case, cast, false, func, literal, select, union_all
 
 from usage_lib.core.access import Scope
-from usage_lib.core.queries import Range, bucket_index, window_ranges
+from usage_lib.core.queries import CUMULATIVE, Range, bucket_index, window_ranges
 from usage_lib.core.spans import Window
 from usage_lib.core.usage import SUMMED, Settled
 from usage_lib.history import schema
@@ -34,7 +35,7 @@ class Plan:
 
     start: int
     end: int
-    #: The coarsest of `schema.TOKEN_TABLES`' steps every bucket edge lies on.
+    #: The coarsest of `schema.TOKEN_TABLES`' steps every cut lies on.
     grid: int
     gateway_ranges: tuple[Range, ...]
     notices: tuple[str, ...]
@@ -42,20 +43,22 @@ class Plan:
     unrecorded: tuple[tuple[int, int], ...] = ()
 
 
-def _aligned(window: Window, step: int) -> bool:
-    """Whether every bucket edge of the window lies on the `step` grid (UTC)."""
-    return all(edge.microsecond == 0 and int(epoch(edge)) % step == 0 for edge in window.starts[1:])
+def _aligned(cuts: Sequence[datetime], step: int) -> bool:
+    """Whether every cut inside the window (all but the last: the end of its last
+    bucket) lies on the `step` grid (UTC)."""
+    return all(cut.microsecond == 0 and int(epoch(cut)) % step == 0 for cut in cuts[:-1])
 
 
 def _shown(seconds: float, window: Window) -> str:
     return instant(seconds).astimezone(window.start.tzinfo).strftime("%Y-%m-%d %H:%M")
 
 
-def plan(window: Window, state: State, gaps: Sequence[tuple[int, int]] = ()) -> Plan | None:
+def plan(window: Window, state: State, gaps: Sequence[tuple[int, int]] = (),
+         cuts: Sequence[datetime] | None = None) -> Plan | None:
     """The archive's part of `window` (None: the gateway reads it all).
 
     A slice comes from the archive when it lies wholly in the window and below the
-    watermark (if the window's buckets are whole slices), or when the gateway holds none
+    watermark (if the `cuts`, by default the bucket edges, fall between slices), or when the gateway holds none
     of it any more (older than its oldest request: the window's edge then snaps to the
     slice, with a notice). Everything else is the gateway's, as it would read it.
     """
@@ -64,7 +67,8 @@ def plan(window: Window, state: State, gaps: Sequence[tuple[int, int]] = ()) -> 
     top = math.inf if end is None else end
     held_from = math.inf if state.gateway_oldest is None else state.gateway_oldest
     parts = []
-    aligned = _aligned(window, SLICE)
+    cuts = window.edges if cuts is None else cuts
+    aligned = _aligned(cuts, SLICE)
     if aligned:
         inner = (ceil_to(start), min(floor_to(top) if end is not None else math.inf, state.watermark))
         if inner[0] < inner[1]:
@@ -101,7 +105,7 @@ def plan(window: Window, state: State, gaps: Sequence[tuple[int, int]] = ()) -> 
             notices.append(f"No usage recorded from {_shown(gap_start, window)} to {_shown(gap_end, window)}: "
                            "the gateway deleted those requests before a sync saved them.")
             unrecorded.append((gap_start, gap_end))
-    grid = next(step for step in TOKEN_TABLES if step == SLICE or (aligned and _aligned(window, step)))
+    grid = next(step for step in TOKEN_TABLES if step == SLICE or (aligned and _aligned(cuts, step)))
     return Plan(start=low, end=high, grid=grid, gateway_ranges=tuple(ranges),
                 notices=tuple(notices), unrecorded=tuple(unrecorded))
 
@@ -177,16 +181,15 @@ def _parts(plan_: Plan, scope: Scope, models: Sequence[str] | None, by_user_id: 
     return parts
 
 
-def _sums(conn, plan_: Plan, scope: Scope, window: Window, models, by_user_id: bool) -> Settled:
-    """The archived rows summed per (model, key): one statement grouped by chart bucket,
-    turned into the frames' sums and the requests before each bucket's end with numpy."""
-    buckets = len(window.edges)
+def _sums(conn, plan_: Plan, scope: Scope, cuts: Sequence[datetime], models, by_user_id: bool) -> Settled:
+    """The archived rows summed per (model, key): one statement grouped by the interval
+    between cuts, turned into the frames' sums and running totals with numpy."""
     parts = _parts(plan_, scope, models, by_user_id)
     if not parts:
-        return Settled.empty(buckets, plan_.gateway_ranges)
+        return Settled.empty(len(cuts), plan_.gateway_ranges)
     rows = union_all(*parts).subquery("archived") if len(parts) > 1 else parts[0].subquery("archived")
-    edges = [literal(int(epoch(edge)), Integer()) for edge in window.edges]
-    bucket = bucket_index(rows.c.slice, edges, 0, len(edges)).label("bucket")
+    bounds = [literal(int(epoch(cut)), Integer()) for cut in cuts]
+    bucket = bucket_index(rows.c.slice, bounds, 0, len(bounds)).label("bucket")
     # Cast: PostgreSQL sums bigints to numeric (Decimal), slow to convert one by one.
     statement = select(
         bucket, rows.c.model, rows.c.key, *(cast(func.sum(rows.c[name]), BigInteger) for name in SUMMED),
@@ -199,10 +202,13 @@ def _sums(conn, plan_: Plan, scope: Scope, window: Window, models, by_user_id: b
     values = np.array(columns[3:], dtype=np.int64).reshape(len(SUMMED), len(result)).T
     sums = np.zeros((len(index), len(SUMMED)), dtype=np.int64)
     np.add.at(sums, group, values)
-    per_bucket = np.zeros((len(index), buckets), dtype=np.int64)
-    # Slices after the last edge cannot occur (the plan stays inside the window).
-    np.add.at(per_bucket, (group, np.minimum(np.array(columns[0], dtype=np.int64), buckets - 1)), values[:, 0])
-    return Settled(keys=tuple(index), sums=sums, before=np.cumsum(per_bucket, axis=1),
+    measures = [SUMMED.index(name) for name in CUMULATIVE]
+    per_interval = np.zeros((len(CUMULATIVE), len(index), len(cuts)), dtype=np.int64)
+    # Slices after the last cut cannot occur (the plan stays inside the window).
+    interval = np.minimum(np.array(columns[0], dtype=np.int64), len(cuts) - 1)
+    for position, measure in enumerate(measures):
+        np.add.at(per_interval[position], (group, interval), values[:, measure])
+    return Settled(keys=tuple(index), sums=sums, cumulative=np.cumsum(per_interval, axis=2),
                    gateway_ranges=plan_.gateway_ranges)
 
 
@@ -239,17 +245,18 @@ class Archive:
         with self.store.engine.connect() as conn:
             return self._current(conn)[2]
 
-    def settled(self, scope: Scope, window: Window, models: Sequence[str] | None, by_user_id: bool) -> Settled:
+    def settled(self, scope: Scope, window: Window, cuts: Sequence[datetime], models: Sequence[str] | None,
+                by_user_id: bool) -> Settled:
         with self.store.engine.connect() as conn:
             state, gaps, _seen = self._current(conn)
             if state is None:
-                return Settled.empty(len(window.edges), window_ranges(window), notices=(EMPTY_NOTICE,))
-            chosen = plan(window, state, gaps)
+                return Settled.empty(len(cuts), window_ranges(window), notices=(EMPTY_NOTICE,))
+            chosen = plan(window, state, gaps, cuts)
             if chosen is None:
-                return Settled.empty(len(window.edges), window_ranges(window))
+                return Settled.empty(len(cuts), window_ranges(window))
             zone = window.start.tzinfo
             return dataclasses.replace(
-                _sums(conn, chosen, scope, window, models, by_user_id), notices=chosen.notices,
+                _sums(conn, chosen, scope, cuts, models, by_user_id), notices=chosen.notices,
                 unrecorded=tuple((instant(a).astimezone(zone), instant(b).astimezone(zone))
                                  for a, b in chosen.unrecorded if a < b))
 
