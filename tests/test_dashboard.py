@@ -130,10 +130,12 @@ def test_charts_show_the_frames(open_dashboard):
     assert list(chart.bars.y) == [float(n) for n in usage.timeseries["requests"]]
     assert chart.bars.y.dtype == np.float64
     assert len(chart.bars.x) == len(usage.timeseries) == 25
+    # Bar i at i, labelled with its bucket's start on the zone's wall clock.
+    assert list(chart.bars.x) == list(range(25))
+    assert chart.labels == [moment.strftime("%H:%M") for moment in usage.timeseries["bucket"]]
+    assert chart.x_axis.tick_labels == {str(i): label for i, label in enumerate(chart.labels)}
     # Half a bucket of room on both sides, so neither end bar is clipped.
-    half = np.timedelta64(30, "m")
-    assert np.datetime64(chart.x_scale.min, "ms") == chart.bars.x[0] - half
-    assert np.datetime64(chart.x_scale.max, "ms") == chart.bars.x[-1] + half
+    assert (chart.x_scale.min, chart.x_scale.max) == (-0.5, 24.5)
     assert chart.y_scale.max >= chart.bars.y.max()
     assert chart.tip.html_for(0).count("requests") == 1
 
@@ -535,8 +537,21 @@ def test_serve_checks_its_settings_before_starting(demo_gateway, tmp_path):
         replace(settings, viewer="carl@acme.example").check()
 
 
+def shown_ticks(chart) -> list[str]:
+    """The time axis's tick texts, left to right (each tick's label from `tick_labels`)."""
+    return [chart.x_axis.tick_labels[str(int(tick))] for tick in chart.x_axis.tick_values]
+
+
+def bar_label(chart, index: int) -> str:
+    """The axis label at bar `index`'s position."""
+    return chart.x_axis.tick_labels[str(int(chart.bars.x[index]))]
+
+
 def test_time_axis_in_a_zone_across_the_autumn_dst_change(open_dashboard, dashboard_config):
     # 2026-10-25 in Vienna: 02:00-03:00 happens twice; the 1d window holds 25 hourly buckets.
+    from zoneinfo import ZoneInfo
+
+    vienna = ZoneInfo("Europe/Vienna")
     now = datetime(2026, 10, 25, 12, 0, tzinfo=timezone.utc)
     config = dashboard_config(DEMO_ADMIN_EMAIL)
     config = replace(config, view=replace(config.view, tz="Europe/Vienna", now=now))
@@ -544,14 +559,57 @@ def test_time_axis_in_a_zone_across_the_autumn_dst_change(open_dashboard, dashbo
     try:
         dashboard.refresh()
         chart = dashboard.timeseries_chart
-        assert len(chart.bars.x) == 25
-        steps = np.diff(chart.bars.x.astype("int64"))
+        starts = list(dashboard.usage.timeseries["bucket"])
+        assert len(chart.bars.x) == len(starts) == 25
+        steps = np.diff(chart.bars.x)
         assert (steps > 0).all()  # no two bars at one place, in order
+        # Every bar sits at its own wall-clock label, before the change too (the bars before
+        # it were once shifted an hour: 01:00 CEST stood at 00:00).
+        assert [bar_label(chart, i) for i in range(25)] == [s.astimezone(vienna).strftime("%H:%M") for s in starts]
+        first_0100 = next(i for i, s in enumerate(starts) if s == datetime(2026, 10, 24, 23, tzinfo=timezone.utc))
+        assert bar_label(chart, first_0100) == "01:00" and bar_label(chart, first_0100 - 1) == "00:00"
+        assert [bar_label(chart, first_0100 + k) for k in (1, 2, 3)] == ["02:00", "02:00", "03:00"]
+        assert bar_label(chart, 0) == "14:00" and bar_label(chart, 24) == "13:00"
+        assert shown_ticks(chart) == ["15:00", "18:00", "21:00", "00:00", "03:00", "06:00", "09:00", "12:00"]
         labels = [title for title, _ in chart.tip.rows]
         assert labels.count("2026-10-25 02:00") == 2
+        # The tooltips tell the two 02:00 apart; no other bar needs it.
+        assert "CEST, UTC+02:00" in chart.tip.html_for(first_0100 + 1)
+        assert "CET, UTC+01:00" in chart.tip.html_for(first_0100 + 2)
+        assert "UTC+" not in chart.tip.html_for(first_0100)
         assert "(Europe/Vienna)" in dashboard.as_of.value
     finally:
         dashboard.close()
+
+
+@pytest.mark.parametrize("span, now, count, repeated", [
+    # The hour after 02:30 CEST on 2026-10-25: 02:30..02:59 CEST, then 02:00..02:30 CET.
+    pytest.param("1h", datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc), 61, ["02:30"], id="1h-autumn"),
+    # 2026-03-29: 02:00-03:00 never happens; from 12:00 CET the day before to 13:00 CEST, 01:00
+    # is followed by 03:00 (24 hours of real time, 25 buckets with the one holding now).
+    pytest.param("1d", datetime(2026, 3, 29, 11, 0, tzinfo=timezone.utc), 25, [], id="1d-spring"),
+])
+def test_time_axis_labels_are_the_wall_clock_on_dst_days(span, now, count, repeated):
+    from zoneinfo import ZoneInfo
+
+    import pandas as pd
+
+    from usage_lib.core.spans import window
+    from usage_lib.ui.charts import TimeseriesChart
+
+    vienna = ZoneInfo("Europe/Vienna")
+    win = window(span, now, vienna)
+    frame = pd.DataFrame({"bucket": list(win.starts), "requests": np.arange(len(win.starts), dtype="int64")})
+    chart = TimeseriesChart()
+    chart.update(frame, span, win, "Europe/Vienna")
+    assert len(chart.bars.x) == count and (np.diff(chart.bars.x) == 1).all()
+    wall = [s.astimezone(vienna).strftime("%H:%M") for s in win.starts]
+    assert [bar_label(chart, i) for i in range(count)] == wall
+    days = [s.astimezone(vienna).strftime("%Y-%m-%d %H:%M") for s in win.starts]
+    assert sorted({day[-5:] for day in days if days.count(day) > 1}) == repeated  # the wall clock repeats
+    if span == "1d":  # spring: the skipped hour has no bar, 01:00 and 03:00 stand side by side
+        assert "02:00" not in wall and wall[wall.index("01:00") + 1] == "03:00"
+    assert all(label.endswith(":00") or label.endswith("0") for label in shown_ticks(chart))
 
 
 # -- issue 12 items 11-13: history steps, closed rows explained, chart axes ------------------
@@ -847,3 +905,156 @@ def test_a_range_in_the_address_fills_the_inputs_in_the_dashboards_zone(ranged_d
     address._on_message(address, {"popstate": "org=all&start=2026-11-20T12:00&end=2026-11-24T13:00&top=100"}, [])
     assert dashboard.tile_texts()["Total Requests"] == "6,143"  # up to now, 12:00 UTC
     assert (dashboard.range_start.value, dashboard.range_end.value) == (datetime(2026, 11, 20, 12), datetime(2026, 11, 24, 13))
+
+
+# -- issue 14 item 5: a time zone per viewer ------------------------------------------------
+
+
+def test_the_zone_picker_offers_the_operators_zone_then_the_browsers_then_every_zone(dashboard_config):
+    from usage_lib.core.urlstate import iana_zones
+
+    config = dashboard_config(DEMO_ADMIN_EMAIL)
+    dashboard = Dashboard(replace(config, view=replace(config.view, tz="Europe/Vienna")), Selection(org="all"))
+    try:
+        dashboard.refresh()
+        picker = dashboard.zone_dropdown
+        everything = sorted(iana_zones())
+        # Before the browser said its zone: the operator's, then every other zone, sorted.
+        assert picker.options[0] == ("Europe/Vienna (default)", "Europe/Vienna")
+        assert [value for _, value in picker.options[1:]] == [z for z in everything if z != "Europe/Vienna"]
+        assert picker.value == "Europe/Vienna" and "localtime" not in everything and "Factory" not in everything
+        usage = dashboard.usage
+
+        dashboard.browser_zone.zone = "America/New_York"  # what the page's widget sends
+        assert picker.options[:2] == (("Europe/Vienna (default)", "Europe/Vienna"),
+                                      ("America/New_York (browser)", "America/New_York"))
+        assert [value for _, value in picker.options[2:]] == [z for z in everything if z not in
+                                                              ("Europe/Vienna", "America/New_York")]
+        assert len(picker.options) == len(everything)  # every zone, once
+        # Offered, not chosen: the view and the address stay.
+        assert picker.value == "Europe/Vienna" and dashboard.usage is usage
+        assert "tz=" not in dashboard.address.query
+
+        dashboard.browser_zone.zone = "Europe/Vienna"  # the operator's own: not offered twice
+        assert [value for _, value in picker.options].count("Europe/Vienna") == 1
+        assert picker.options[1] == ("Africa/Abidjan", "Africa/Abidjan")
+        dashboard.browser_zone.zone = "Mars/Olympus"  # not a zone: ignored
+        assert picker.options[1] == ("Africa/Abidjan", "Africa/Abidjan") and picker.value == "Europe/Vienna"
+    finally:
+        dashboard.close()
+
+
+def test_choosing_a_zone_changes_the_buckets_the_labels_and_the_address(open_dashboard):
+    from zoneinfo import ZoneInfo
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    utc_days = dashboard.usage.timeseries.copy()
+    assert dashboard.address.query == "org=all&span=1w&top=100"
+    dashboard.zone_dropdown.value = "Asia/Kolkata"  # UTC+05:30: days start at 18:30 UTC
+
+    usage = dashboard.usage
+    assert dashboard.error is None and usage.tz == "Asia/Kolkata" and dashboard.selection.tz == "Asia/Kolkata"
+    kolkata = ZoneInfo("Asia/Kolkata")
+    starts = list(usage.timeseries["bucket"])
+    assert all(s.astimezone(kolkata).strftime("%H:%M") == "00:00" for s in starts)
+    assert starts[-1] == datetime(2026, 11, 23, 18, 30, tzinfo=timezone.utc)  # 24 Nov, 00:00 in Kolkata
+    # The same figures the core gives for that zone; the buckets differ from UTC's.
+    expected = compute_usage(dashboard._db, DEMO_ADMIN_EMAIL,
+                             Selection(org="all", span="1w", tz="Asia/Kolkata", now=DEMO_NOW), models=dashboard._models)
+    assert list(usage.timeseries["requests"]) == list(expected.timeseries["requests"])
+    assert list(usage.timeseries["requests"]) != list(utc_days["requests"])
+    assert dashboard.tile_texts() == expected_tiles(expected.metrics.as_dict())
+    # Axis labels, title, tooltips and the as-of line on Kolkata's clock.
+    chart = dashboard.timeseries_chart
+    assert chart.labels == [s.astimezone(kolkata).strftime("%d %b") for s in starts]
+    assert chart.x_axis.label.startswith("Day (Asia/Kolkata)")
+    assert "partial day: from Tue 17:30" in chart.tip.html_for(0)  # 12:00 UTC
+    assert "as of 2026-11-24 17:30:00 (Asia/Kolkata)" in html.unescape(dashboard.as_of.value)
+    assert "(Asia/Kolkata)" in dashboard.timeseries_title.value
+    assert "Asia/Kolkata" in dashboard.range_zone.value
+    # The address keeps the zone (a filter: replaced, not a history step) ...
+    assert dashboard.address.query == "org=all&span=1w&top=100&tz=Asia%2FKolkata" and not dashboard.address.push
+    dashboard.span_toggle.value = "1d"
+    assert dashboard.usage.tz == "Asia/Kolkata" and dashboard.address.query.endswith("&tz=Asia%2FKolkata")
+    # ... and the operator's zone is never written into it.
+    dashboard.zone_dropdown.value = "UTC"
+    assert dashboard.usage.tz == "UTC" and dashboard.address.query == "org=all&span=1d&top=100"
+    # Back to an entry with a zone, and to one without (the operator's).
+    address = dashboard.address
+    address._on_message(address, {"popstate": "org=all&span=1w&top=100&tz=Asia%2FKolkata"}, [])
+    assert dashboard.usage.tz == "Asia/Kolkata" and dashboard.zone_dropdown.value == "Asia/Kolkata"
+    address._on_message(address, {"popstate": "org=all&span=1d&top=100"}, [])
+    assert dashboard.usage.tz == "UTC" and dashboard.zone_dropdown.value == "UTC"
+
+
+def test_a_range_follows_the_zone_chosen(open_dashboard):
+    from urllib.parse import parse_qs
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", start="2026-11-20T00:00", end="2026-11-21T00:00"))
+    assert dashboard.usage.window.start == datetime(2026, 11, 20, tzinfo=timezone.utc)
+    dashboard.zone_dropdown.value = "America/New_York"  # the same instants, on New York's clock
+    usage = dashboard.usage
+    assert usage.window.start == datetime(2026, 11, 20, tzinfo=timezone.utc) and usage.tz == "America/New_York"
+    assert (dashboard.range_start.value, dashboard.range_end.value) == (datetime(2026, 11, 19, 19), datetime(2026, 11, 20, 19))
+    assert parse_qs(dashboard.address.query)["tz"] == ["America/New_York"]
+    # A range typed now is read on New York's clock.
+    apply_range(dashboard, datetime(2026, 11, 20), datetime(2026, 11, 21))
+    assert dashboard.usage.window.start == datetime(2026, 11, 20, 5, tzinfo=timezone.utc)
+    assert parse_qs(dashboard.address.query)["start"] == ["2026-11-20T00:00:00-05:00"]
+
+
+@pytest.mark.parametrize("asked", ["Mars/Olympus", "../../etc/passwd", "localtime", "x" * 300])
+def test_an_unknown_zone_in_the_address_falls_back_to_the_operators_with_a_notice(demo_gateway, monkeypatch, asked):
+    from urllib.parse import quote
+
+    from usage_lib.serving import page as served
+
+    for name in [key for key in __import__("os").environ if key.startswith("AQUEDUCT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AQUEDUCT_DB_URL", demo_gateway.url)
+    monkeypatch.setenv("AQUEDUCT_ROUTER_CONFIG", str(demo_gateway.router_config))
+    monkeypatch.setenv("AQUEDUCT_VIEWER", DEMO_ADMIN_EMAIL)
+    monkeypatch.setenv("AQUEDUCT_TZ", "Europe/Vienna")
+    monkeypatch.setenv("AQUEDUCT_NOW", DEMO_NOW.isoformat())
+    monkeypatch.setenv("QUERY_STRING", f"org=all&span=1w&tz={quote(asked, safe='')}")
+    monkeypatch.setattr(served, "log_to_server", lambda: None)
+    dashboard = served.open_page()  # what the served notebook runs
+    try:
+        assert dashboard.error is None and dashboard.usage.tz == "Europe/Vienna"
+        assert dashboard.usage.window.span == "1w"  # the rest of the address is shown
+        notices = html.unescape(dashboard.notice_box.value)
+        assert "unknown time zone" in notices and "showing Europe/Vienna" in notices and "Traceback" not in notices
+        assert 'class="aq-notice aq-fallback aq-zone-fallback"' in dashboard.notice_box.value
+        assert dashboard.zone_dropdown.value == "Europe/Vienna"
+        assert dashboard.address.query == "org=all&span=1w&top=100"  # the address says what is shown
+        # The next choice clears the notice; a Back to a bad zone falls back the same way.
+        dashboard.zone_dropdown.value = "Asia/Tokyo"
+        assert dashboard.usage.tz == "Asia/Tokyo" and "unknown time zone" not in dashboard.notice_box.value
+        dashboard.address._on_message(dashboard.address, {"popstate": "org=all&span=1d&top=100&tz=Nowhere%2FLand"}, [])
+        assert dashboard.usage.tz == "Europe/Vienna" and dashboard.usage.window.span == "1d"
+        assert "unknown time zone &#x27;Nowhere/Land&#x27;; showing Europe/Vienna" in dashboard.notice_box.value
+    finally:
+        dashboard.close()
+
+
+def test_the_exports_follow_the_zone_chosen(open_dashboard):
+    import base64
+    import csv
+    import io
+    import re
+    import zipfile
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1d"))
+    dashboard.zone_dropdown.value = "Asia/Kolkata"
+    assert dashboard.export.links.value == ""  # no link offers the view before
+    dashboard.export.prepare()
+    links = dict(re.findall(r'download="([^"]+)"[^>]*href="data:[^;]+;[^,]*base64,([^"]+)"', dashboard.export.links.value))
+    zipped = next(data for name, data in links.items() if name.endswith(".zip"))
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(zipped))) as archive:
+        rows = list(csv.DictReader(io.StringIO(archive.read("timeseries.csv").decode("utf-8-sig"))))
+        summary = archive.read("summary.csv").decode("utf-8-sig")
+    assert [row["bucket"] for row in rows] == [s.isoformat() for s in dashboard.usage.timeseries["bucket"]]
+    assert rows[0]["bucket"].endswith("+05:30") and rows[0]["bucket"][14:16] == "00"  # Kolkata's whole hours
+    assert "tz,Asia/Kolkata" in summary.replace("\r\n", "\n")
+    page = base64.b64decode(next(data for name, data in links.items() if name.endswith(".html"))).decode("utf-8")
+    assert '"tz": "Asia/Kolkata"' in page or '"tz":"Asia/Kolkata"' in page

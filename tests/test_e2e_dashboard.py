@@ -706,3 +706,63 @@ def test_a_custom_range_from_the_address_or_the_picker_and_a_frame_button_replac
         assert page.widget_errors == []
     finally:
         page.context.close()
+
+
+def test_the_browsers_zone_is_offered_second_and_choosing_it_fills_the_address(browser, voila_server, demo_gateway,
+                                                                             capsys, shots):
+    """The page learns the browser's own zone (New York's here: Playwright's `timezone_id`)
+    and offers it second in the zone picker, after the operator's (the server's UTC).
+    Choosing it redraws the figures on New York's clock and puts `tz` into the address,
+    which reopens the view in that zone."""
+    context = new_context(browser, viewport={"width": 1366, "height": 768}, extra_http_headers={HEADER: DEMO_ADMIN_EMAIL},
+                          timezone_id="America/New_York")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "Could not create" in m.text else None)
+    picker = ".aq-zone-select select"
+    try:
+        page.goto(voila_server.url + "?org=all&span=1w", timeout=STEP_TIMEOUT_MS)
+        page.wait_for_function(FIRST_RENDER, timeout=60_000)
+        assert page.evaluate("() => Intl.DateTimeFormat().resolvedOptions().timeZone") == "America/New_York"
+        page.wait_for_function(
+            "(picker) => { const s = document.querySelector(picker);"
+            " return s && s.options.length > 2 && s.options[1].textContent.startsWith('America/New_York'); }",
+            arg=picker, timeout=STEP_TIMEOUT_MS,
+        )
+        # (The widget writes spaces in option texts as no-break spaces.)
+        first = page.eval_on_selector(picker, "s => [...s.options].slice(0, 3).map(o => o.textContent.replace(/\\u00a0/g, ' '))")
+        assert first[:2] == ["UTC (default)", "America/New_York (browser)"]
+        assert page.eval_on_selector(picker, "s => s.options.length") > 400  # then every IANA zone
+        assert page.eval_on_selector(picker, "s => s.options[s.selectedIndex].textContent.startsWith('UTC')")
+        wait_for_address(page, org="all", span="1w", top="100", tz=None)  # the operator's zone: not in the address
+
+        page.select_option(picker, index=1)
+        wait_for_address(page, org="all", span="1w", top="100", tz="America/New_York")
+        assert "tz=America%2FNew_York" in page.url
+        data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org="all", span="1w", tz="America/New_York")
+        assert data["scope"]["tz"] == "America/New_York"
+        wait_for_tiles(page, expected_tiles(data))
+        page.wait_for_function(
+            "() => document.querySelector('.aq-asof').textContent.includes('(America/New_York)')"
+            " && [...document.querySelectorAll('.aq-timeseries text.axislabel')].some(t => t.textContent.startsWith('Day (America/New_York)'))",
+            timeout=STEP_TIMEOUT_MS,
+        )
+        assert page.locator(".aq-timeseries rect.bar").count() == len(data["timeseries"])
+        page.wait_for_timeout(400)  # the panels' fade-in after a refresh
+        page.screenshot(path=shots / "zone-picker-1366x768.png")
+
+        # The address reopens the view in that zone.
+        page.goto(page.url, timeout=STEP_TIMEOUT_MS)
+        page.wait_for_function(FIRST_RENDER, timeout=60_000)
+        wait_for_tiles(page, expected_tiles(data))
+        assert "(America/New_York)" in page.locator(".aq-asof").inner_text()
+        page.wait_for_function(
+            "(picker) => { const s = document.querySelector(picker);"
+            " return s && s.selectedIndex === 1 && s.options[1].textContent.startsWith('America/New_York'); }",
+            arg=picker, timeout=STEP_TIMEOUT_MS,
+        )
+        wait_for_address(page, tz="America/New_York")
+        assert errors == []
+    finally:
+        context.close()

@@ -1,8 +1,11 @@
-"""Dashboard state in the URL: the gateway's `?org=&span=&token=` (plus `top`, and `start`
-and `end` for a custom range), never identity.
+"""Dashboard state in the URL: the gateway's `?org=&span=&token=` (plus `top`, `start`
+and `end` for a custom range, and `tz`, the viewer's time zone), never identity.
 
 Values are passed on as requested; `compute_usage` checks them against the viewer's
-role on every refresh and falls back as SPEC §2 says, so garbage is harmless here.
+role on every refresh and falls back as SPEC §2 says, so garbage is harmless here. The
+zone is checked by the page (`zone_or_default`): an unknown one falls back to the
+operator's zone with a note, and the operator's zone is never written into the URL, so
+addresses made before there was a zone picker stay as they were.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime
+from functools import lru_cache
 from urllib.parse import parse_qs, urlencode
+from zoneinfo import available_timezones
 
 from usage_lib.core.usage import Selection
 from usage_lib.core.spans import DEFAULT_SPAN
 
 log = logging.getLogger(__name__)
 
-STATE_KEYS = ("org", "span", "token", "top", "start", "end")
+STATE_KEYS = ("org", "span", "token", "top", "start", "end", "tz")
 IDENTITY_KEYS = ("viewer", "user", "email", "username", "as", "identity")
 #: A time's `+01:00` offset typed into an address unencoded arrives as a space.
 _SPACED_OFFSET = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d(?::?\d\d)?)$")
@@ -30,10 +35,33 @@ def _time(value: str | None) -> str | None:
     return _SPACED_OFFSET.sub(r"\1+\2", value.strip())
 
 
+#: Names in the zone database that are no place's zone: this machine's own setting and
+#: tzdata's placeholders.
+NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@lru_cache(maxsize=1)
+def iana_zones() -> frozenset[str]:
+    """Every IANA zone name this machine knows (`zoneinfo.available_timezones`, read once)."""
+    return frozenset(available_timezones()) - NOT_ZONES
+
+
+def zone_or_default(requested: object, default: str) -> tuple[str, str | None]:
+    """The zone to show for a `requested` one (from a URL, a picker, a Back button):
+    itself if it is `default` (the operator's zone) or an IANA zone, else `default` and
+    the note saying so, as `Selection.normalised` notes an unknown span."""
+    if requested == default or (isinstance(requested, str) and requested in iana_zones()):
+        return requested, None
+    text = str(requested)
+    shown = text if len(text) <= 80 else f"{text[:80]}\u2026"
+    return default, f"unknown time zone {shown!r}; showing {default}"
+
+
 def selection_from_query(query: str | None, base: Selection) -> Selection:
-    """Overlay the URL's org, span, token, top and range on `base`; identity keys are
+    """Overlay the URL's org, span, token, top, range and zone on `base`; identity keys are
     ignored and logged. `start`/`end` replace the span (both or neither: the core says
-    what is wrong with a range)."""
+    what is wrong with a range). The zone is passed on as given (`zone_or_default`
+    checks it); without one, `base`'s."""
     params = parse_qs(query or "", keep_blank_values=True)
     smuggled = sorted(key for key in params if key.lower() in IDENTITY_KEYS)
     if smuggled:
@@ -44,7 +72,7 @@ def selection_from_query(query: str | None, base: Selection) -> Selection:
         span=first.get("span", base.span) or DEFAULT_SPAN,
         token=first.get("token", base.token) or None,
         top=first.get("top", base.top),
-        tz=base.tz,
+        tz=first.get("tz", "").strip() or base.tz,
         now=base.now,
         start=_time(first.get("start")),
         end=_time(first.get("end")),
@@ -52,9 +80,11 @@ def selection_from_query(query: str | None, base: Selection) -> Selection:
 
 
 def query_for(org: object, span: str, token: object, top: int,
-              start: datetime | None = None, end: datetime | None = None) -> str:
+              start: datetime | None = None, end: datetime | None = None,
+              *, tz: str | None = None, default_tz: str | None = None) -> str:
     """The query string that reopens this view (no identity, no as-of time): `start` and
-    `end` (ISO 8601 with offset) instead of `span` for a custom range."""
+    `end` (ISO 8601 with offset) instead of `span` for a custom range; `tz` unless it is
+    `default_tz`, the operator's zone (which a URL without `tz` means)."""
     params: dict[str, object] = {"org": "all" if org is None else org}
     if start is not None and end is not None:
         params["start"] = start.isoformat()
@@ -64,4 +94,6 @@ def query_for(org: object, span: str, token: object, top: int,
     if token is not None:
         params["token"] = token
     params["top"] = top
+    if tz and tz != default_tz:
+        params["tz"] = tz
     return urlencode(params)

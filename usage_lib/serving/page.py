@@ -2,7 +2,7 @@
 
 `page_from_env` reads the settings Voila's kernel inherited (`Settings.from_env`), who is
 looking (`identity`), and what the URL asks for (``QUERY_STRING``: org, span, token,
-top); `open_page` shows the dashboard for them. Logs go to the server's log, never to
+top, range, time zone); `open_page` shows the dashboard for them. Logs go to the server's log, never to
 the page.
 """
 
@@ -67,7 +67,7 @@ def open_page() -> Dashboard:
     log_to_server()
     page = page_from_env(os.environ)
     return show_dashboard(page.settings, page.selection, viewer=page.viewer, problem=page.problem,
-                          follow_address=page.follow_address)
+                          follow_address=page.follow_address, tz=page.selection.tz)
 
 
 def log_to_server() -> None:

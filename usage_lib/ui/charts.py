@@ -3,12 +3,17 @@
 Each chart is built once and updated in place from a `Usage`'s frames (the figures
 are never recomputed here). bqplot traps handled (see STACK-NOTES):
 
-- the date scale is padded by half a bucket on both sides, or the first and last bars
+- the time scale is padded by half a bucket on both sides, or the first and last bars
   are clipped;
 - the ordinal scale's domain is set on every update, or it keeps its first order;
 - figures get ``flex: 0 0 auto`` so a flex parent cannot squeeze them;
-- values are sent as float64 (int64 would go out as int32) and times as naive
-  wall-clock datetimes (bqplot formats them in UTC, so naive wall clock shows as is).
+- values are sent as float64 (int64 would go out as int32).
+
+The time chart puts its bars at their index (0, 1, 2, ...) on a linear scale and writes
+every bucket's label itself, from its start on the dashboard zone's wall clock
+(`wall_clock_labels`, the axis's `tick_labels`): a date axis would have to place bars
+at wall-clock times, and on an autumn DST day the wall clock repeats an hour (two bars
+labelled 02:00 in Europe/Vienna) which no position on a date axis can show.
 
 What the charts say beyond the bars: value axes end at the first round tick above the
 largest bar (`nice_ticks`), every axis but the models' has a title, and the partial
@@ -19,7 +24,7 @@ which nothing is recorded (`Usage.unrecorded`: an archive gap) get a grey band b
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import html
 import math
@@ -106,9 +111,10 @@ def nice_ticks(value: float, max_intervals: int = 5) -> np.ndarray:
     return np.arange(0.0, top + step / 2, step)
 
 
-def time_ticks(positions: np.ndarray, starts: list, span: str | Span) -> np.ndarray:
-    """Tick positions on round bucket starts: every 10 minutes, every 3 hours, or every
-    other day counting back from today's (so the newest day is always labelled).
+def tick_indexes(starts: list, span: str | Span) -> list[int]:
+    """The buckets (indexes) labelled on the axis: round bucket starts, every 10 minutes,
+    every 3 hours, or every other day counting back from today's (so the newest day is
+    always labelled), on the wall clock of the starts' zone.
 
     Day buckets also label the first day, the partial one the window starts in, and drop
     the tick next to it (8 days: the 1st, 4th, 6th and 8th), so labels never crowd.
@@ -122,7 +128,7 @@ def time_ticks(positions: np.ndarray, starts: list, span: str | Span) -> np.ndar
             picked.append(index)
     if unit == "bucket" and starts:
         picked = [0] + [index for index in picked if index >= every]
-    return np.array([positions[index] for index in picked], dtype="datetime64[ms]")
+    return picked
 
 
 def partial_buckets(window: Window | None, n_buckets: int) -> set[int]:
@@ -131,11 +137,17 @@ def partial_buckets(window: Window | None, n_buckets: int) -> set[int]:
     if window is None or n_buckets == 0:
         return set()
     partial = set()
-    if window.start > window.starts[0]:
+    if _utc(window.start) > _utc(window.starts[0]):
         partial.add(0)
-    if window.cut < window.end:
+    if _utc(window.cut) < _utc(window.end):
         partial.add(n_buckets - 1)
     return partial
+
+
+def _utc(moment: datetime) -> datetime:
+    """Two times in one zone compare by wall clock (02:30 CEST "equals" 02:30 CET when the
+    clocks go back): compare instants in UTC."""
+    return moment.astimezone(timezone.utc)
 
 
 def unrecorded_buckets(window: Window | None, spans) -> set[int]:
@@ -144,7 +156,7 @@ def unrecorded_buckets(window: Window | None, spans) -> set[int]:
         return set()
     return {
         index for index, (start, end) in enumerate(zip(window.starts, window.edges))
-        if any(low < end and high > start for low, high in spans)
+        if any(_utc(low) < _utc(end) and _utc(high) > _utc(start) for low, high in spans)
     }
 
 
@@ -152,20 +164,33 @@ def unrecorded_buckets(window: Window | None, spans) -> set[int]:
 _CUT_FORMAT = {"minute": "%H:%M:%S", "hour": "%H:%M", "day": "%a %H:%M"}
 
 
-def wall_clock_positions(starts: list[datetime]) -> np.ndarray:
-    """Bar positions for bqplot: naive wall-clock times of the buckets' starts.
+def wall_clock_labels(starts: list[datetime], span: str | Span) -> list[str]:
+    """Each bucket's axis label: its start on its own wall clock (the starts are aware, in
+    the dashboard zone), in the span's axis format (``02:00``, ``24 Nov``).
 
-    When the wall clock repeats (autumn DST change inside a 1h or 1d window), two
-    buckets would share a position: then every bucket is placed at its real instant
-    shifted by the newest bucket's UTC offset, so bars stay apart and ordered.
-    """
-    if not starts:
-        return np.array([], dtype="datetime64[ms]")
-    naive = [moment.replace(tzinfo=None) for moment in starts]
-    if len(set(naive)) != len(naive):
-        offset = starts[-1].utcoffset() or timedelta(0)
-        naive = [moment.astimezone(timezone.utc).replace(tzinfo=None) + offset for moment in starts]
-    return np.array(naive, dtype="datetime64[ms]")
+    On an autumn DST day the wall clock repeats: two buckets get the same label, as the
+    clocks on the wall showed (`repeated_wall_clock` tells them apart)."""
+    return [moment.strftime(spec(span).axis_format) for moment in starts]
+
+
+def repeated_wall_clock(starts: list[datetime]) -> set[int]:
+    """Indexes of the buckets whose wall-clock start another bucket shares (the hour the
+    clocks go back repeats, in two UTC offsets)."""
+    seen: dict[datetime, list[int]] = {}
+    for index, moment in enumerate(starts):
+        seen.setdefault(moment.replace(tzinfo=None), []).append(index)
+    return {index for indexes in seen.values() if len(indexes) > 1 for index in indexes}
+
+
+def _offset_note(moment: datetime) -> str:
+    """``CEST, UTC+02:00``: which of two equal wall-clock times a bucket is."""
+    offset = moment.utcoffset()
+    total = int(offset.total_seconds()) if offset is not None else 0
+    sign = "+" if total >= 0 else "-"
+    hours, minutes = divmod(abs(total) // 60, 60)
+    name = moment.tzname() or ""
+    utc = f"UTC{sign}{hours:02d}:{minutes:02d}"
+    return f"{name}, {utc}" if name and not name.startswith(("+", "-")) and name != "UTC" else utc
 
 
 class HoverTip:
@@ -209,14 +234,17 @@ class HoverTip:
 
 
 class TimeseriesChart:
-    """"Requests Over Time": one bar per bucket on a date axis, tooltips with time and count."""
+    """"Requests Over Time": one bar per bucket, in order, at its index; the axis labels
+    are the buckets' wall-clock starts (`labels`); tooltips with time and count."""
 
     def __init__(self) -> None:
-        self.x_scale = bq.DateScale()
+        #: Each bar's wall-clock label (`wall_clock_labels`), bar i at position i.
+        self.labels: list[str] = []
+        self.x_scale = bq.LinearScale()
         self.y_scale = bq.LinearScale(min=0.0, max=1.0)
         self.tip = HoverTip()
         self.bars = bq.Bars(
-            x=np.array([], dtype="datetime64[ms]"),
+            x=np.array([], dtype="float64"),
             y=np.array([], dtype="float64"),
             scales={"x": self.x_scale, "y": self.y_scale},
             colors=[PRIMARY],
@@ -230,7 +258,7 @@ class TimeseriesChart:
         )
         self.bars.on_hover(self.tip.on_hover)
         self.unrecorded = bq.Bars(
-            x=np.array([], dtype="datetime64[ms]"),
+            x=np.array([], dtype="float64"),
             y=np.array([], dtype="float64"),
             scales={"x": self.x_scale, "y": self.y_scale},
             colors=[UNRECORDED],
@@ -242,7 +270,8 @@ class TimeseriesChart:
             interactions={},
         )
         self.x_axis = _axis_style(
-            bq.Axis(scale=self.x_scale, grid_lines="none", tick_format="%H:%M", label_offset="34px")
+            # Every tick is one of `tick_labels`' keys: the format is only a fallback.
+            bq.Axis(scale=self.x_scale, grid_lines="none", tick_format="d", label_offset="34px")
         )
         self.y_axis = _axis_style(
             bq.Axis(scale=self.y_scale, side="left", grid_lines="solid", tick_format=",d",
@@ -261,17 +290,11 @@ class TimeseriesChart:
         axis names the zone, with `usage.unrecorded` buckets without a record are banded."""
         span = spec(span)
         starts = list(timeseries["bucket"])
-        x = wall_clock_positions(starts)
+        x = np.arange(len(starts), dtype="float64")
         y = timeseries["requests"].to_numpy(dtype="float64")
-        if len(x):
-            if len(x) > 1:
-                step = (x[1:] - x[:-1]).min()
-            else:
-                step = np.timedelta64(span.nominal_bucket)
-            half = step / 2
-            lo, hi = (x[0] - half).astype(datetime), (x[-1] + half).astype(datetime)
-        else:
-            lo = hi = None
+        self.labels = wall_clock_labels(starts, span)
+        # Half a bucket of room on both sides: the end bars are whole.
+        lo, hi = (-0.5, len(starts) - 0.5) if len(starts) else (None, None)
         ticks = nice_ticks(y.max() if len(y) else 0)
         unit = span.bucket_unit
         partial = partial_buckets(window, len(starts))
@@ -283,6 +306,8 @@ class TimeseriesChart:
                 notes[len(starts) - 1] = PARTIAL_UNTIL.format(unit=unit, time=window.cut.strftime(_CUT_FORMAT[unit]))
         missing = unrecorded_buckets(window, unrecorded)
         notes.update({index: UNRECORDED_NOTE for index in missing})
+        for index in repeated_wall_clock(starts):  # the clocks went back: which of the two
+            notes[index] = " \u00b7 ".join(filter(None, (_offset_note(starts[index]), notes.get(index))))
         self.tip.set_rows(
             [(formatting.bucket(moment, span), int(n)) for moment, n in zip(starts, timeseries["requests"])], notes
         )
@@ -296,22 +321,24 @@ class TimeseriesChart:
             self.x_scale.max = hi
             self.y_scale.max = float(ticks[-1])
             self.y_axis.tick_values = ticks
-            self.x_axis.tick_values = time_ticks(x, starts, span)
-            self.x_axis.tick_format = span.axis_format
+            self.x_axis.tick_values = np.array(tick_indexes(starts, span), dtype="float64")
+            # Keys as JavaScript writes a tick's number: "3".
+            self.x_axis.tick_labels = {str(index): label for index, label in enumerate(self.labels)}
             self.x_axis.label = axis_label
             # One colour per bar (bqplot's "auto" colour mode with one series).
             self.bars.colors = [PARTIAL if index in partial else PRIMARY for index in range(len(starts))] or [PRIMARY]
             self.bars.x = x
             self.bars.y = y
         with self.unrecorded.hold_sync():
-            self.unrecorded.x = x[sorted(missing)] if missing else np.array([], dtype="datetime64[ms]")
+            self.unrecorded.x = x[sorted(missing)] if missing else np.array([], dtype="float64")
             self.unrecorded.y = np.full(len(missing), float(ticks[-1]))
 
     def clear(self) -> None:
         self.tip.set_rows([])
+        self.labels = []
         for bars in (self.bars, self.unrecorded):
             with bars.hold_sync():
-                bars.x = np.array([], dtype="datetime64[ms]")
+                bars.x = np.array([], dtype="float64")
                 bars.y = np.array([], dtype="float64")
 
 

@@ -2,8 +2,8 @@
 
 Data flows one way: `Settings` (where, as whom) and the requested `Selection` -> one
 `compute_usage` call per refresh -> `Usage` frames -> widgets. Widgets never build SQL
-and never decide who may see what: every change (org, span, top-k, a row click, a back
-button) only updates the *requested* selection and refreshes; the core checks it
+and never decide who may see what: every change (org, span, top-k, time zone, a row
+click, a back button) only updates the *requested* selection and refreshes; the core checks it
 against the viewer's role, and the widgets then show the *effective* scope it returns
 (`usage.scope`), so a forged org or token shows the fallback, not more data.
 
@@ -31,7 +31,7 @@ from IPython.display import display
 from ipywidgets.widgets.widget_string import HTMLStyle
 
 from usage_lib.core.spans import SPANS, parse_time, range_window, zone
-from usage_lib.core.urlstate import query_for, selection_from_query
+from usage_lib.core.urlstate import query_for, selection_from_query, zone_or_default
 from usage_lib.core.usage import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.errors import UsageError
 from usage_lib.gateway.db import Database, open_database
@@ -42,6 +42,7 @@ from usage_lib.ui import charts
 from usage_lib.ui.addressbar import AddressBar
 from usage_lib.ui.export import ExportControl
 from usage_lib.ui.table import Row, TopTable
+from usage_lib.ui.zonepicker import BrowserZone, zone_options
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ class Dashboard:
     """The dashboard of one viewer. `refresh()` recomputes everything from the core.
 
     `selection` is what is *requested* (org, span, token, top); after each refresh it
-    becomes the scope the core actually showed.
+    becomes the scope the core actually showed. `tz` is the viewer's time zone (from the
+    address or the zone picker; default: the operator's, `settings.view.tz`): an unknown
+    one falls back to the operator's with a notice.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Dashboard:
         database: Database | None = None,
         models: Sequence[str] | None = None,
         compute: Compute = compute_usage,
+        tz: str | None = None,
     ) -> None:
         self.settings = settings
         #: Who is looking (default: the settings' fixed viewer).
@@ -84,7 +88,10 @@ class Dashboard:
         #: A configuration problem shown instead of figures.
         self.problem = problem or ("; ".join(settings.problems) or None)
         base = selection or settings.view
-        self.selection = dataclasses.replace(base, tz=settings.view.tz, now=settings.view.now)
+        #: Why the zone asked for is not shown (an unknown one), or None.
+        self.zone_message: str | None = None
+        self.selection = dataclasses.replace(base, tz=self._checked_zone(tz or settings.view.tz),
+                                             now=settings.view.now)
         self.usage: Usage | None = None
         self.error: str | None = None
         self.timings: dict[str, float] = {}
@@ -163,14 +170,22 @@ class Dashboard:
         self.range_apply.on_click(lambda _b: self._apply_range())
         #: Why the last range asked for was not applied (shown as a notice), or None.
         self.range_message: str | None = None
+        self.range_zone = self._html(self._range_zone_html(self.selection.tz))
+        # The zone picker: the operator's zone, the browser's (once it said), every IANA zone.
+        self.browser_zone = BrowserZone()
+        self.browser_zone.observe(self._on_browser_zone, names="zone")
+        self.zone_dropdown = widgets.Dropdown(
+            options=zone_options(self.settings.view.tz), value=self.selection.tz, layout=self._plain_layout,
+        )
+        self.zone_dropdown.add_class("aq-zone-select")
+        self.zone_dropdown.observe(self._on_zone, names="value")
         self.range_control = self._box(
             widgets.HBox,
             [
                 self.range_start,
                 self._html('<span class="aq-range-sep">to</span>'),
                 self.range_end,
-                self._html(f'<span class="aq-range-zone" title="times are read in this zone">'
-                           f"{html.escape(self.selection.tz)}</span>"),
+                self.range_zone,
                 self.range_apply,
             ],
             "aq-control-body", "aq-range",
@@ -184,6 +199,7 @@ class Dashboard:
                 self._control("Time Frame", self.span_toggle, "aq-control-span"),
                 self._control("Custom Range", self.range_control, "aq-control-range"),
                 self._control("Top", self.top_toggle, "aq-control-top"),
+                self._control("Time Zone", self.zone_dropdown, "aq-control-zone"),
                 spacer,
                 self.as_of,
             ],
@@ -239,6 +255,10 @@ class Dashboard:
         self.address = AddressBar()
         self.address.on_restore(self._on_restore)
 
+    @staticmethod
+    def _range_zone_html(tz: str) -> str:
+        return f'<span class="aq-range-zone" title="times are read in this zone">{html.escape(tz)}</span>'
+
     def _control(self, label: str, body: widgets.Widget, css: str) -> widgets.VBox:
         label_html = self._html(f'<span class="aq-control-label">{label}</span>')
         return self._box(widgets.VBox, [label_html, body], "aq-control", css)
@@ -283,14 +303,14 @@ class Dashboard:
     def controls(self) -> tuple[widgets.Widget, ...]:
         return (
             self.org_dropdown, self.span_toggle, self.range_start, self.range_end, self.range_apply, self.top_toggle,
-            self.all_orgs_button, self.all_tokens_button, self.retry_button,
+            self.zone_dropdown, self.all_orgs_button, self.all_tokens_button, self.retry_button,
         )
 
     # -- requests from the page -------------------------------------------------------
 
     def select(self, *, org: object = ..., span: str | None = None, token: object = ..., top: int | None = None,
                start: datetime | str | None = ..., end: datetime | str | None = ...,
-               push: bool = False) -> Usage | None:
+               tz: str | None = None, push: bool = False) -> Usage | None:
         """Request another view and refresh. Unknown or forbidden values fall back (the core decides).
 
         With `push` (a drill-down or a way back up) the new view is a step in the browser's
@@ -302,14 +322,21 @@ class Dashboard:
         that cannot be shown (one of the two missing, `start >= end`, shorter than a minute,
         ending after now) is not requested: `range_message` and a notice say why, and the
         figures shown stay.
+
+        `tz` asks for another time zone (buckets, labels and the range's wall clock
+        follow it); an unknown one shows the operator's, with a notice (`zone_message`).
         """
         if self._busy:
             return self.usage
         changes: dict[str, Any] = {}
+        self.zone_message = None
+        if tz is not None:
+            # Checked first: a range without an offset is read in the zone asked for.
+            changes["tz"] = self._checked_zone(tz)
         if start is not ... or end is not ...:
             start = None if start is ... else start
             end = None if end is ... else end
-            problem = self._range_problem(start, end)
+            problem = self._range_problem(start, end, changes.get("tz", self.selection.tz))
             if problem is not None:
                 self._refuse_range(problem)
                 return self.usage
@@ -343,13 +370,13 @@ class Dashboard:
         if not self._busy:
             self.select(start=self.range_start.value, end=self.range_end.value)
 
-    def _range_problem(self, start: object, end: object) -> str | None:
-        """Why the core would refuse the range `start`-`end` now (its own one-line message),
-        or None."""
+    def _range_problem(self, start: object, end: object, tz_name: str | None = None) -> str | None:
+        """Why the core would refuse the range `start`-`end` (read in `tz_name`, default the
+        dashboard's zone) now (its own one-line message), or None."""
         if start in (None, "") or end in (None, ""):
             return "a custom range needs both start and end"
         try:
-            tz = zone(self.selection.tz)
+            tz = zone(tz_name or self.selection.tz)
             now = self.selection.now or datetime.now(timezone.utc)
             range_window(start, end, now if now.tzinfo is not None else now.replace(tzinfo=tz), tz)
         except UsageError as exc:
@@ -376,6 +403,32 @@ class Dashboard:
         if not self._syncing:
             self.select(top=change["new"])
 
+    def _on_zone(self, change) -> None:
+        if not self._syncing and change["new"] is not None:
+            self.select(tz=change["new"])
+
+    def _checked_zone(self, requested: object) -> str:
+        """`requested` if it is a zone to show, else the operator's (and `zone_message`
+        says why, on record like the core's fallbacks)."""
+        tz, note = zone_or_default(requested, self.settings.view.tz)
+        if note is not None:
+            log.warning("viewer %s: %s", self.viewer, note)
+            self.zone_message = note
+        return tz
+
+    def _on_browser_zone(self, _change=None) -> None:
+        """The browser said its zone: offer it second in the picker (the choice stays)."""
+        options = zone_options(self.settings.view.tz, self.browser_zone.known_zone)
+        if list(self.zone_dropdown.options) == options:
+            return
+        syncing, self._syncing = self._syncing, True
+        try:
+            with self.zone_dropdown.hold_sync():
+                self.zone_dropdown.options = options
+                self.zone_dropdown.value = self.selection.tz
+        finally:
+            self._syncing = syncing
+
     def _on_row(self, row: Row) -> None:
         if self._busy or self.usage is None or not row.can_open:
             return
@@ -397,11 +450,13 @@ class Dashboard:
         from the page, checked by the core like any other request)."""
         if self._busy:
             return
-        wanted = selection_from_query(query, dataclasses.replace(self.selection, token=None))
+        # An entry without `tz` is in the operator's zone (`query_for` leaves it out).
+        wanted = selection_from_query(query, dataclasses.replace(self.selection, token=None, tz=self.settings.view.tz))
         if wanted.custom:
-            self.select(org=wanted.org, token=wanted.token, top=wanted.top, start=wanted.start, end=wanted.end)
+            self.select(org=wanted.org, token=wanted.token, top=wanted.top, start=wanted.start, end=wanted.end,
+                        tz=wanted.tz)
         else:
-            self.select(org=wanted.org, span=wanted.span, token=wanted.token, top=wanted.top)
+            self.select(org=wanted.org, span=wanted.span, token=wanted.token, top=wanted.top, tz=wanted.tz)
 
     # -- refresh ----------------------------------------------------------------------
 
@@ -474,7 +529,8 @@ class Dashboard:
             top=usage.top_k,
         )
         self.address.show(query_for(self.selection.org, self.selection.span, self.selection.token, self.selection.top,
-                                    self.selection.start, self.selection.end), push=self._push)
+                                    self.selection.start, self.selection.end,
+                                    tz=usage.tz, default_tz=self.settings.view.tz), push=self._push)
         self._syncing = True
         try:
             if scope.viewer.role == "admin":
@@ -491,7 +547,9 @@ class Dashboard:
                     self.org_control.children = (self.org_label,)
             self.span_toggle.value = None if window.custom else window.span
             self._show_range(window.start, window.until) if window.custom else self._show_range(None, None)
+            self.range_zone.value = self._range_zone_html(usage.tz)
             self.top_toggle.value = usage.top_k
+            self.zone_dropdown.value = usage.tz  # checked: the operator's or an IANA zone, both offered
         finally:
             self._syncing = False
 
@@ -545,6 +603,8 @@ class Dashboard:
         if self.range_message is not None:
             parts.append(f'<div class="aq-notice aq-range-refused"><strong>Range not applied:</strong> '
                          f"{html.escape(self.range_message)}</div>")
+        if self.zone_message is not None:
+            parts.append(f'<div class="aq-notice aq-fallback aq-zone-fallback">{html.escape(self.zone_message)}</div>')
         if usage is not None:
             parts += [f'<div class="aq-notice">{html.escape(n)}</div>' for n in usage.notices]
             parts += [f'<div class="aq-notice aq-fallback">{html.escape(n)}</div>' for n in usage.fallbacks]
@@ -599,6 +659,8 @@ def show_dashboard(settings: Settings, selection: Selection | None = None, *, fo
     dashboard = Dashboard(settings, selection, **kwargs)
     dashboard.refresh()
     display(dashboard.widget)
+    # Beside the dashboard, like the address bar: snapshots embed `widget` alone.
+    display(dashboard.browser_zone)
     if follow_address:
         display(dashboard.address)
     return dashboard
