@@ -3,18 +3,29 @@
 - counts: thousands separators, ``12,345``;
 - average response times: one decimal and "ms", ``4,144.4 ms``;
 - names: an empty or missing name is ``N/A``;
-- times: bucket starts and the as-of line, on the dashboard zone's wall clock.
+- times: bucket starts and the as-of line, on the dashboard zone's wall clock;
+- money: two decimals, thousands separators and the currency, ``1,234.56 USD``;
+  amounts under a cent with two significant digits, ``0.0031 USD``; no currency
+  (no model has a price) is the em dash;
+- changes against the previous period: a signed whole percent, ``+12%``, ``-3%``;
+  under 1% one decimal, ``+0.4%``; none (no previous period, or nothing in it) is
+  the empty string, so callers leave the change out (or say "new").
 """
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from numbers import Real
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from usage_lib.core.spans import Span, spec
+
+if TYPE_CHECKING:
+    from usage_lib.core.costs import CostSummary
 
 NA = "N/A"
 PLACEHOLDER = "\u2014"  # an em dash, for a tile without a value
@@ -68,3 +79,57 @@ def time_range(start: datetime, end: datetime, tz: str) -> str:
     """A custom range: ``2026-11-01 00:00:00 to 2026-11-15 00:00:00 (UTC)``, end excluded."""
     return f"{start.strftime('%Y-%m-%d %H:%M:%S')} to {end.strftime('%Y-%m-%d %H:%M:%S')} ({tz})"
 
+
+
+_CENT = Decimal("0.01")
+
+
+def money(amount: Decimal | None, currency: str | None) -> str:
+    """An amount and its currency: ``1,234.56 USD`` (rounded half up to the cent);
+    an amount under a cent (but not 0) with two significant digits, ``0.0031 USD``;
+    0 is ``0.00 USD``. Without a currency (no model has a price) or an amount: the em
+    dash. The amount is never turned into a float."""
+    if currency is None or amount is None:
+        return PLACEHOLDER
+    amount = Decimal(amount)
+    if not amount.is_finite():
+        return PLACEHOLDER
+    if amount != 0 and abs(amount) < _CENT:
+        # Two significant digits, e.g. 0.003149 -> 0.0031; 0.00996 rounds up to a cent.
+        small = amount.quantize(Decimal(1).scaleb(amount.adjusted() - 1), rounding=ROUND_HALF_UP)
+        if abs(small) < _CENT:
+            text = format(small, "f").rstrip("0")
+            return f"{text} {currency}"
+    rounded = amount.quantize(_CENT, rounding=ROUND_HALF_UP)
+    if rounded == 0:
+        rounded = abs(rounded)  # no "-0.00"
+    return f"{rounded:,.2f} {currency}"
+
+
+def change(fraction: float | None) -> str:
+    """A relative change (0.12: 12% more) as a signed percent: ``+12%``, ``-3%``,
+    ``+1,250%`` (whole percents, rounded half away from zero); under 1% one decimal,
+    ``+0.4%``; a change that rounds to nothing (0 too) is ``+0%``. None or NaN (no
+    previous period, or the figure was 0 then) is ``""``: show nothing, or "new"."""
+    if fraction is None or is_missing(fraction) or not math.isfinite(float(fraction)):
+        return ""
+    percent = Decimal(repr(float(fraction) * 100))  # repr: the float's shortest text, 0.4 not 0.40000000000000002
+    tenths = percent.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    if tenths == 0:
+        return "+0%"
+    sign = "+" if tenths > 0 else "-"
+    if abs(tenths) < 1:
+        return f"{sign}{abs(tenths)}%"
+    whole = abs(percent).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return f"{sign}{whole:,}%"
+
+
+def unpriced_note(cost: "CostSummary") -> str | None:
+    """What a cost figure leaves out for want of prices, e.g. ``leaves out 1,234
+    requests of unpriced models (56,789 tokens)``; None when every request was priced."""
+    if cost.complete:
+        return None
+    requests = cost.unpriced_requests
+    tokens = cost.unpriced_input_tokens + cost.unpriced_output_tokens
+    return (f"leaves out {requests:,} request{'' if requests == 1 else 's'} of unpriced models "
+            f"({tokens:,} token{'' if tokens == 1 else 's'})")
