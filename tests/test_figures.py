@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.gateway import NOW
 from usage_lib import Selection, compute_usage, open_database
+from usage_lib.core.usage import PREVIOUS_PARTIAL_NOTICE
 from usage_lib.errors import UsageError
 
 CONFIG = ("gpt-4o", "claude", "embed-small", "never-used")
@@ -560,3 +561,13 @@ def test_custom_ranges_count_like_a_plain_python_filter(one_token, tz):
         assert list(usage.timeseries["requests"]) == expected
         checked += len(inside)
     assert checked > 20
+
+
+def test_a_previous_period_older_than_the_gateways_oldest_request_is_called_partial(one_token):
+    g, token = one_token
+    g.request(token, NOW - timedelta(hours=30))  # inside the previous day (NOW-48h to NOW-24h)
+    assert PREVIOUS_PARTIAL_NOTICE in usage_of(g, span="1d").notices
+    g.request(token, NOW - timedelta(hours=49))  # now the gateway holds all of it
+    usage = usage_of(g, span="1d")
+    assert PREVIOUS_PARTIAL_NOTICE not in usage.notices
+    assert usage.previous.metrics.total_requests == 1

@@ -98,8 +98,17 @@ def known_models_cte():
     return models.union_all(step)
 
 
+#: The catalogue's columns after kind, id and name (NULL in rows other than tokens).
+CATALOGUE_EXTRA = (
+    ("owner_id", Integer), ("owner_email", String), ("owner_org_id", Integer),
+    ("sa_id", Integer), ("sa_name", String), ("sa_team_id", Integer), ("sa_org_id", Integer),
+)
+
+
 def catalogue_statement(with_table_models: bool) -> Select:
-    """Orgs (kind 'org'), tokens (kind 'token') and, if asked, table models (kind 'model')."""
+    """Orgs (kind 'org'), tokens (kind 'token'), the oldest request's timestamp as text
+    in `name` (kind 'oldest': where the gateway's memory begins) and, if asked, table
+    models (kind 'model')."""
     owner_profile = profile.alias("owner_profile")
     sa_team = team.alias("sa_team")
     orgs = select(
@@ -133,7 +142,13 @@ def catalogue_statement(with_table_models: bool) -> Select:
         .outerjoin(service_account, service_account.c.id == token.c.service_account_id)
         .outerjoin(sa_team, sa_team.c.id == service_account.c.team_id)
     )
-    parts = [orgs, tokens]
+    oldest = select(
+        literal("oldest").label("kind"),
+        _null(Integer).label("id"),
+        cast(select(func.min(request.c.timestamp)).scalar_subquery(), String).label("name"),
+        *(_null(t).label(n) for n, t in CATALOGUE_EXTRA),
+    )
+    parts = [orgs, tokens, oldest]
     if with_table_models:
         models = known_models_cte()
         parts.append(
@@ -141,11 +156,7 @@ def catalogue_statement(with_table_models: bool) -> Select:
                 literal("model").label("kind"),
                 _null(Integer).label("id"),
                 models.c.model.label("name"),
-                *(_null(t).label(n) for n, t in (
-                    ("owner_id", Integer), ("owner_email", String), ("owner_org_id", Integer),
-                    ("sa_id", Integer), ("sa_name", String), ("sa_team_id", Integer),
-                    ("sa_org_id", Integer),
-                )),
+                *(_null(t).label(n) for n, t in CATALOGUE_EXTRA),
             ).where(models.c.model.is_not(None))
         )
     return union_all(*parts)

@@ -30,6 +30,10 @@ from usage_lib.core.spans import DEFAULT_SPAN, SPANS, Window, previous_window, r
 log = logging.getLogger(__name__)
 
 TOP_CHOICES = (10, 25, 100)
+PREVIOUS_PARTIAL_NOTICE = (
+    "Part of the previous period is not recorded (the gateway deletes old requests; an archive keeps them): "
+    "the changes compare with less than was used then."
+)
 #: `Usage.to_json`'s "version": 2 added cost, tokens over time and the previous period.
 JSON_VERSION = 2
 #: `Usage.model_timeseries`' column of the models not shown one by one.
@@ -566,6 +570,25 @@ def _with_settled(grouped: pd.DataFrame, cumulative: np.ndarray, settled: Settle
     return frame, totals
 
 
+def _oldest(catalogue_rows: Sequence[Mapping[str, Any]]) -> datetime | None:
+    """The gateway's oldest request (`queries.catalogue_statement`'s 'oldest' row)."""
+    text = next((row["name"] for row in catalogue_rows if row["kind"] == "oldest"), None)
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)  # SQLite: naive UTC
+
+
+def _previous_held(earlier: "_Reading", before: Window, oldest: datetime | None, archived: bool) -> tuple[str, ...]:
+    """A notice when part of the previous period has no record: its changes would
+    compare with less than was used then (the gateway deletes old requests)."""
+    if archived:
+        missing = bool(earlier.unrecorded)
+    else:
+        missing = oldest is not None and oldest > before.start
+    return (PREVIOUS_PARTIAL_NOTICE,) if missing else ()
+
+
 @dataclass(frozen=True)
 class _Reading:
     """One window read for one scope: sums per (model, key) with their cost, running
@@ -645,6 +668,7 @@ def compute_usage(
         earlier = None
         if compare:
             earlier = _read(conn, db, scope, previous_window(win), models, prices, archive, by_user_id)
+            notices.extend(_previous_held(earlier, previous_window(win), _oldest(catalogue_rows), archive is not None))
     for note in selection_notes + scope.fallbacks:
         # A choice the viewer may not make (or garbage): shown narrower, and on record.
         log.warning("viewer %s (%s): %s", person.label, person.role, note)
