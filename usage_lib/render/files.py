@@ -73,29 +73,63 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
 
 def top_columns(kind: str) -> list[str]:
     columns = ["rank", "kind", "id", "name", "requests", "input_tokens", "output_tokens", "total_tokens"]
-    return columns + (["owner_email", "service_account"] if kind == "token" else [])
+    columns += ["owner_email", "service_account"] if kind == "token" else []
+    # Issue 14 (after the version-1 columns): cost, and the comparison with the previous period.
+    return columns + ["cost", "previous_requests", "change", "status"]
+
+
+def _change(value: Any) -> Any:
+    """A relative change in a CSV cell: rounded to 6 decimals (0.3, not 0.30000000000000004)."""
+    return None if value is None else round(value, 6)
+
+
+def _status(row: Mapping[str, Any], stopped: bool) -> str:
+    if stopped:
+        return "stopped"
+    return "new" if row.get("new") else ""
 
 
 def top_csv(data: Mapping[str, Any]) -> bytes:
     """The top table: one row per org, token or user_id, the JSON report's values
-    (`kind` says which; `id` is the org id, token id or user_id; empty means none)."""
+    (`kind` says which; `id` is the org id, token id or user_id; empty means none),
+    then the rows that stopped (requests in the previous period, none now; ranked
+    among themselves). `cost` is exact (a decimal string); `change` the relative
+    change of requests (0.25: 25% more; empty when there were none before);
+    (rounded to 6 decimals); `status` is "new", "stopped" or empty. Without a previous period the last three
+    are empty."""
     kind = data["top"]["kind"]
     columns = top_columns(kind)
-    rows = [[kind if column == "kind" else row.get(column) for column in columns] for row in data["top"]["rows"]]
+    rows = [
+        [kind if column == "kind" else _status(row, stopped) if column == "status"
+         else _change(row.get(column)) if column == "change" else row.get(column)
+         for column in columns]
+        for stopped, group in ((False, data["top"]["rows"]), (True, data["top"].get("stopped") or []))
+        for row in group
+    ]
     return _csv(columns, rows)
 
 
 def timeseries_csv(data: Mapping[str, Any]) -> bytes:
-    return _csv(["bucket", "requests"], [[p["bucket"], p["requests"]] for p in data["timeseries"]])
+    columns = ["bucket", "requests", "input_tokens", "output_tokens", "cost"]
+    return _csv(columns, [[p[column] for column in columns] for p in data["timeseries"]])
 
 
 def models_csv(data: Mapping[str, Any]) -> bytes:
-    return _csv(["model", "requests"], [[m["model"], m["requests"]] for m in data["models"]])
+    columns = ["model", "requests", "input_tokens", "output_tokens", "cost", "unpriced_requests"]
+    return _csv(columns, [[m[column] for column in columns] for m in data["models"]])
+
+
+#: A cost's figures in summary.csv (the JSON report's "cost" object).
+_COST_KEYS = ("currency", "unpriced_requests", "unpriced_input_tokens", "unpriced_output_tokens")
 
 
 def summary_csv(data: Mapping[str, Any]) -> bytes:
-    """Scope and the seven figures, one `key,value` row each."""
+    """Scope, the seven figures and the cost, one `key,value` row each; with a previous
+    period also its window and figures (`previous_<key>`) and each tile's relative
+    change (`change_<figure>`, rounded to 6 decimals; empty when the figure was 0 then).
+    Money is exact: the JSON report's decimal strings."""
     scope, org, token = data["scope"], data["scope"]["org"], data["scope"]["token"]
+    cost, previous = data["cost"], data.get("previous")
     rows = [
         ["viewer", scope["viewer"]],
         ["role", scope["role"]],
@@ -110,8 +144,19 @@ def summary_csv(data: Mapping[str, Any]) -> bytes:
         ["tz", scope["tz"]],
         ["top_kind", data["top"]["kind"]],
         *([key, value] for key, value in data["metrics"].items()),
-        *(["notice", notice] for notice in data["notices"]),
+        ["cost", cost["total"]],
+        *([key, cost[key]] for key in _COST_KEYS),
     ]
+    if previous is not None:
+        rows += [
+            ["previous_window_start", previous["window_start"]],
+            ["previous_window_end", previous["window_end"]],
+            *([f"previous_{key}", value] for key, value in previous["metrics"].items()),
+            ["previous_cost", previous["cost"]["total"]],
+            *([f"previous_{key}", previous["cost"][key]] for key in _COST_KEYS if key != "currency"),
+            *([f"change_{key}", _change(value)] for key, value in (data.get("changes") or {}).items()),
+        ]
+    rows += [["notice", notice] for notice in data["notices"]]
     return _csv(["key", "value"], rows)
 
 

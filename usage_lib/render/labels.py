@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from usage_lib.render.formatting import count, milliseconds, name
+from usage_lib.core.spans import SPANS, Span
+from usage_lib.render.formatting import change, count, milliseconds, name
 
 #: The metrics bar: (metric key, tile label, formatter), in display order.
 TILES = (
@@ -19,6 +20,45 @@ TILES = (
     ("output_tokens", "Output Tokens", count),
     ("total_tokens", "Total Tokens", count),
 )
+
+#: The cost tile (issue 14), after the seven: its figure is money (`formatting.money`).
+COST_TILE = ("cost", "Cost")
+#: A tile's change against the previous period, e.g. "+12% vs previous 24 hours".
+VS_PREVIOUS = "{change} vs {period}"
+#: A tile whose figure was 0 in the previous period (no change to show).
+NONE_BEFORE = "none in the {period}"
+#: The top table's change column (vs the previous period) and its marks.
+COST_TITLE = "Cost"
+CHANGE_TITLE = "Change"
+NEW_MARK = "new"
+STOPPED_MARK = "stopped"
+#: Below the top table: rows with requests in the previous period and none now.
+STOPPED_TITLE = "Stopped since the {period}"
+
+
+def previous_period(span: Span) -> str:
+    """The period before a window, in words: "previous 24 hours", "previous hour",
+    "previous 7 days"; a custom range's: "previous 90 minutes", "previous 3 days"."""
+    if span.key in SPANS:
+        return "previous " + span.label.removeprefix("last ")
+    seconds = int(span.length.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            amount = seconds // size
+            return f"previous {unit}" if amount == 1 else f"previous {amount:,} {unit}s"
+    return f"previous {seconds:,} seconds"
+
+
+def tile_change(data: Mapping[str, Any], key: str, period: str) -> str:
+    """A tile's change in words (`data`: the JSON report): "+12% vs previous 24 hours",
+    "none in the previous 24 hours" (the figure was 0 then), or "" without a previous
+    period."""
+    changes = data.get("changes")
+    if changes is None:
+        return ""
+    text = change(changes.get(key))
+    return VS_PREVIOUS.format(change=text, period=period) if text else NONE_BEFORE.format(period=period)
+
 
 ROLE_NAMES = {"admin": "Global admin", "org-admin": "Org admin", "user": "User"}
 

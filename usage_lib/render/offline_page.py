@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Mapping
 
 from ipywidgets.embed import dependency_state, embed_data
@@ -22,7 +23,10 @@ from usage_lib.core.usage import Usage
 from usage_lib.render import formatting
 from usage_lib.render.assets import load_bundles
 from usage_lib.render.files import Report
-from usage_lib.render.labels import TILES, TOP_COLUMNS, TOP_TITLES, cell_text, shown_name
+from usage_lib.render.labels import (
+    CHANGE_TITLE, COST_TILE, COST_TITLE, NEW_MARK, STOPPED_TITLE, TILES, TOP_COLUMNS, TOP_TITLES, cell_text,
+    previous_period, shown_name, tile_change,
+)
 
 REPORT_SCRIPT_ID = "aqueduct-usage-report"
 EXPORT_CLASS = "aq-export"  # the live page's Export control; hidden in offline snapshots
@@ -147,43 +151,87 @@ def header_html(report: Report, exported_at: datetime) -> str:
     )
 
 
+def _static_money(value: Any, currency: str | None) -> str:
+    return formatting.money(None if value is None else Decimal(value), currency)
+
+
+def _static_tile(key: str, label: str, value: str, change: str) -> str:
+    note = f'<div class="aq-static-change">{html.escape(change)}</div>' if change else ""
+    return (f'<div class="aq-static-tile" data-metric="{key}"><div class="aq-static-label">{html.escape(label)}</div>'
+            f'<div class="aq-static-value">{html.escape(value)}</div>{note}</div>')
+
+
+def _static_row(cells: list[tuple[str, bool]]) -> str:
+    return "<tr>" + "".join(
+        f'<td class="{"num" if numeric else "txt"}">{html.escape(text)}</td>' for text, numeric in cells) + "</tr>"
+
+
 def _static_html(usage: Usage, report: Mapping[str, Any]) -> str:
-    metrics = report["metrics"]
+    """The figures readable without JavaScript: the tiles (the cost one too, each with
+    its change against the previous period), the top table with cost and change
+    columns (and the rows that stopped), requests, tokens and cost over time and by
+    model."""
+    metrics, cost = report["metrics"], report["cost"]
+    currency = cost["currency"]
+    period = previous_period(usage.window.spec)
     tiles = "".join(
-        f'<div class="aq-static-tile" data-metric="{key}"><div class="aq-static-label">{html.escape(label)}</div>'
-        f'<div class="aq-static-value">{html.escape(fmt(metrics[key]))}</div></div>'
-        for key, label, fmt in TILES
+        _static_tile(key, label, fmt(metrics[key]), tile_change(report, key, period)) for key, label, fmt in TILES
     )
+    note = formatting.unpriced_note(usage.cost)
+    cost_change = tile_change(report, "cost", period) if currency is not None else ""
+    tiles += _static_tile(COST_TILE[0], COST_TILE[1], _static_money(cost["total"], currency),
+                          "; ".join(part for part in (cost_change, note) if part))
     kind = report["top"]["kind"]
     columns = TOP_COLUMNS[kind]
-    headers = [column.title for column in columns]
-    body = []
-    for row in report["top"]["rows"]:
+    compared = report.get("previous") is not None
+    headers = [column.title for column in columns] + [COST_TITLE] + ([CHANGE_TITLE] if compared else [])
+
+    def cells(row: Mapping[str, Any], change: str) -> str:
         shown = {**row, "name": shown_name(row, kind)}
-        body.append("<tr>" + "".join(
-            f'<td class="{"num" if column.numeric else "txt"}">{html.escape(cell_text(column, shown[column.key]))}</td>'
-            for column in columns
-        ) + "</tr>")
+        return _static_row(
+            [(cell_text(column, shown[column.key]), column.numeric) for column in columns]
+            + [(_static_money(row["cost"], currency), True)] + ([(change, True)] if compared else []))
+
+    body = [cells(row, NEW_MARK if row.get("new") else formatting.change(row.get("change")))
+            for row in report["top"]["rows"]]
     if not body:
         body.append(f'<tr><td colspan="{len(headers)}">No data available.</td></tr>')
+    stopped = report["top"].get("stopped") or []
+    stopped_html = ""
+    if stopped:
+        stopped_html = (
+            f'<h3>{html.escape(STOPPED_TITLE.format(period=period))}</h3>'
+            f'<table class="aq-static-stopped" data-kind="{kind}"><thead><tr>'
+            + "".join(f"<th>{html.escape(h)}</th>" for h in (columns[1].title, f"Requests ({period})"))
+            + "</tr></thead><tbody>"
+            + "".join(_static_row([(formatting.name(shown_name(row, kind)), False),
+                                   (formatting.count(row["previous_requests"]), True)]) for row in stopped)
+            + "</tbody></table>"
+        )
     span = usage.window.spec
-    series = "".join(
-        f"<tr><td>{html.escape(formatting.bucket(bucket, span))}</td><td class=\"num\">{formatting.count(n)}</td></tr>"
-        for bucket, n in zip(usage.timeseries["bucket"], usage.timeseries["requests"])
+    series_rows = "".join(
+        _static_row([(formatting.bucket(p["bucket"], span), False), (formatting.count(p["requests"]), True),
+                     (formatting.count(p["input_tokens"]), True), (formatting.count(p["output_tokens"]), True),
+                     (formatting.money(p["cost"], currency), True)])
+        for p in usage.timeseries.to_dict("records")
     )
     models = "".join(
-        f"<tr><td>{html.escape(formatting.name(m['model']))}</td><td class=\"num\">{formatting.count(m['requests'])}</td></tr>"
+        _static_row([(formatting.name(m["model"]), False), (formatting.count(m["requests"]), True),
+                     (formatting.count(m["input_tokens"]), True), (formatting.count(m["output_tokens"]), True),
+                     (_static_money(m["cost"], currency), True)])
         for m in report["models"]
     )
+    figures = "".join(f"<th>{title}</th>" for title in ("Requests", "Input Tokens", "Output Tokens", COST_TITLE))
     return (
         '<section id="aq-static" class="aq-static">'
         f'<div class="aq-static-tiles">{tiles}</div>'
         f'<h2>{TOP_TITLES[kind]}</h2><table class="aq-static-table" data-kind="{kind}"><thead><tr>'
         + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
         + f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        '<div class="aq-static-charts">'
-        f'<div><h2>Requests Over Time</h2><table class="aq-static-series"><thead><tr><th>Bucket</th><th>Requests</th></tr></thead><tbody>{series}</tbody></table></div>'
-        f'<div><h2>Requests by Model</h2><table class="aq-static-models"><thead><tr><th>Model</th><th>Requests</th></tr></thead><tbody>{models}</tbody></table></div>'
+        + stopped_html
+        + '<div class="aq-static-charts">'
+        f'<div><h2>Requests Over Time</h2><table class="aq-static-series"><thead><tr><th>Bucket</th>{figures}</tr></thead><tbody>{series_rows}</tbody></table></div>'
+        f'<div><h2>Requests by Model</h2><table class="aq-static-models"><thead><tr><th>Model</th>{figures}</tr></thead><tbody>{models}</tbody></table></div>'
         "</div>"
         "<noscript><p class=\"aq-hint\">The charts need JavaScript; the figures above are complete.</p></noscript>"
         "</section>"
@@ -218,6 +266,8 @@ color:#0f172a;background:#f8fafc}
 .aq-static-tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px;margin-bottom:16px}
 .aq-static-tile{background:white;border:1px solid #e2e8f0;border-radius:8px;padding:10px 12px}
 .aq-static-label{font-size:12px;color:#64748b}.aq-static-value{font-size:20px;font-weight:600;margin-top:4px}
+.aq-static-change{font-size:12px;color:#64748b;margin-top:2px}
+.aq-static h3{font-size:13px;margin:12px 0 6px}
 .aq-static h2{font-size:15px;margin:16px 0 6px}
 .aq-static table{border-collapse:collapse;background:white;font-size:13px}
 .aq-static th,.aq-static td{border:1px solid #e2e8f0;padding:4px 8px;text-align:left}

@@ -1,10 +1,33 @@
-"""A plain-text rendering of a report, for terminals (`usage-dashboard report`)."""
+"""A plain-text rendering of a report, for terminals (`usage-dashboard report`).
+
+The tiles (the seven and the cost, each with its change against the previous period
+when there is one), requests, tokens and cost over time and by model, and the top table
+with each row's cost and change; rows that had requests in the previous period and
+have none now follow it, marked "stopped".
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any, Mapping
+
 from usage_lib.render import formatting
 from usage_lib.render.files import Report
-from usage_lib.render.labels import TILES, TOP_TITLES, shown_name
+from usage_lib.render.labels import (
+    COST_TILE, NEW_MARK, STOPPED_MARK, STOPPED_TITLE, TILES, TOP_TITLES, previous_period, shown_name, tile_change,
+)
+
+
+def _money(value: Any, currency: str | None) -> str:
+    return formatting.money(None if value is None else Decimal(value), currency)
+
+
+def _row_change(row: Mapping[str, Any]) -> str:
+    if "previous_requests" not in row:
+        return ""
+    if row.get("new"):
+        return NEW_MARK
+    return formatting.change(row.get("change"))
 
 
 def text(report: Report) -> str:
@@ -14,32 +37,69 @@ def text(report: Report) -> str:
     token = f", token {scope['token']['name']} (#{scope['token']['id']})" if scope["token"] else ""
     window = usage.window
     span = window.spec
+    period = previous_period(span)
     when = (f"{formatting.time_range(window.start, window.until, usage.tz)}" if window.custom
             else f"{span.label} ({span.key}) as of {formatting.as_of(window.now, usage.tz)}")
+    cost = data["cost"]
+    currency = cost["currency"]
     lines = [f"Usage for {scope['viewer']} ({scope['role']}): {org}{token}, {when}", ""]
-    lines += [f"  {label:<28} {fmt(data['metrics'][key]):>16}" for key, label, fmt in TILES]
+    for key, label, fmt in TILES:
+        change = tile_change(data, key, period)
+        lines.append(f"  {label:<28} {fmt(data['metrics'][key]):>16}" + (f"  ({change})" if change else ""))
+    cost_line = f"  {COST_TILE[1]:<28} {_money(cost['total'], currency):>16}"
+    change = tile_change(data, "cost", period) if currency is not None else ""
+    cost_line += f"  ({change})" if change else ""
+    note = formatting.unpriced_note(usage.cost)
+    lines.append(cost_line + (f"{',' if change else ' '} {note}" if note else ""))
+    if data.get("previous") is not None:
+        previous = data["previous"]
+        lines.append(f"  {period.capitalize()}: {previous['metrics']['total_requests']:,} requests, "
+                     f"{previous['metrics']['total_tokens']:,} tokens, "
+                     f"{_money(previous['cost']['total'], previous['cost']['currency'])}")
+
     lines += ["", f"Requests over time ({span.per_bucket}, {usage.tz}):"]
+    lines.append(f"  {'':<18} {'requests':>10} {'input tokens':>14} {'output tokens':>14} {'cost':>16}")
+    series = usage.timeseries
     lines += [
-        f"  {formatting.bucket(bucket, span):<18} {formatting.count(requests):>10}"
-        for bucket, requests in zip(usage.timeseries["bucket"], usage.timeseries["requests"])
+        f"  {formatting.bucket(bucket, span):<18} {formatting.count(requests):>10} {formatting.count(tokens_in):>14} "
+        f"{formatting.count(tokens_out):>14} {formatting.money(money, currency):>16}"
+        for bucket, requests, tokens_in, tokens_out, money in zip(
+            series["bucket"], series["requests"], series["input_tokens"], series["output_tokens"], series["cost"])
     ]
-    lines += ["", "Requests by model:"]
-    lines += [f"  {formatting.name(row['model']):<40} {formatting.count(row['requests']):>10}" for row in data["models"]]
+    lines += ["", "Requests and cost by model:"]
+    lines.append(f"  {'':<40} {'requests':>10} {'input tokens':>14} {'output tokens':>14} {'cost':>16}")
+    for row in data["models"]:
+        unpriced = row["unpriced_requests"]
+        mark = f"  ({unpriced:,} unpriced)" if unpriced else ""
+        lines.append(
+            f"  {formatting.name(row['model']):<40} {formatting.count(row['requests']):>10} "
+            f"{formatting.count(row['input_tokens']):>14} {formatting.count(row['output_tokens']):>14} "
+            f"{_money(row['cost'], currency):>16}{mark}"
+        )
     kind = data["top"]["kind"]
     lines += ["", f"{TOP_TITLES[kind]}:"]
     if not data["top"]["rows"]:
         lines.append("  No data available.")
     for row in data["top"]["rows"]:
-        extra = ""
-        if kind == "token":
-            extra = f"  owner {formatting.name(row['owner_email'])}"
-        lines.append(
-            f"  {row['rank']:>3}. {formatting.name(shown_name(row, kind)):<32} {row['requests']:>10,} req  "
-            f"{row['input_tokens']:>12,} in  {row['output_tokens']:>12,} out  {row['total_tokens']:>12,} total{extra}"
-        )
+        lines.append(_top_line(row, kind, currency, _row_change(row)))
+    stopped = data["top"].get("stopped") or []
+    if stopped:
+        lines += ["", f"{STOPPED_TITLE.format(period=period)}:"]
+        for row in stopped:
+            lines.append(_top_line(row, kind, currency, f"{STOPPED_MARK}, {row['previous_requests']:,} req before"))
     for notice in data["notices"]:
         lines += ["", f"Note: {notice}"]
     return "\n".join(lines)
+
+
+def _top_line(row: Mapping[str, Any], kind: str, currency: str | None, change: str) -> str:
+    extra = f"  owner {formatting.name(row['owner_email'])}" if kind == "token" else ""
+    change = f"  {change:>8}" if change else ""
+    return (
+        f"  {row['rank']:>3}. {formatting.name(shown_name(row, kind)):<32} {row['requests']:>10,} req  "
+        f"{row['input_tokens']:>12,} in  {row['output_tokens']:>12,} out  {row['total_tokens']:>12,} total  "
+        f"{_money(row['cost'], currency):>16}{change}{extra}"
+    )
 
 
 def render_text(report: Report, stem: str) -> dict[str, bytes]:
