@@ -88,13 +88,15 @@ def costing(
     (whose model is `models[g]`) stamped before each cut; `totals` (3, groups) the same
     without an upper bound (a preset counts rows stamped after its last edge too: they
     are priced as its last interval). The interval before cut j starts at cut j-1 (the
-    first at `start`); each lies in the bucket of the first edge at or after it.
+    first at `start`); each lies in the bucket of the first edge at or after it. The
+    rows after the last edge are in no bucket (as their requests and tokens): their
+    cost counts in the groups' cost only.
     """
     groups = len(models)
     extended = np.concatenate([cumulative, totals[:, :, None]], axis=2)
     per_interval = np.diff(extended, axis=2, prepend=0)
     lows = [start, *cuts]
-    bucket_of = [min(bisect_left(edges, cut), len(edges) - 1) for cut in (*cuts, cuts[-1])]
+    bucket_of = [min(bisect_left(edges, cut), len(edges) - 1) for cut in cuts]
     group_cost = [ZERO] * groups
     unpriced = np.zeros((groups, 3), dtype=np.int64)
     bucket_cost = [ZERO] * len(edges)
@@ -111,7 +113,8 @@ def costing(
             for row, (input_tokens, output_tokens) in zip(rows, tokens[1:].sum(axis=2).T.tolist()):
                 group_cost[row] += _cost(input_tokens, output_tokens, price)
             for column, (input_tokens, output_tokens) in zip(columns, tokens[1:].sum(axis=1).T.tolist()):
-                bucket_cost[bucket_of[column]] += _cost(input_tokens, output_tokens, price)
+                if column < len(bucket_of):  # not after the last edge
+                    bucket_cost[bucket_of[column]] += _cost(input_tokens, output_tokens, price)
     return Costing(group_cost=group_cost, group_unpriced=unpriced, bucket_cost=bucket_cost)
 
 
