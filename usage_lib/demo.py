@@ -68,7 +68,9 @@ Models: the router configuration lists ``gpt-4o`` (twice: two deployments),
 ``gpt-4o-mini``, ``claude-3-5-sonnet``, ``llama-3.1-70b-instruct``, ``mistral-small``,
 ``text-embedding-3-small`` (embeddings) and ``gemini-1.5-pro`` (configured, never
 used). Some requests name models outside it: ``GPT-4o``, ``claude-sonnet`` (an alias),
-``gpt-4`` (retired), the empty string and, rarely, NULL.
+``gpt-4`` (retired), the empty string and, rarely, NULL. Every configured model has a
+list price per token in the router config (`DEMO_PRICES`) except the self-hosted
+``llama-3.1-70b-instruct``, so the cost figures show one unpriced model.
 
 Traffic: office hours (Acme in Europe, Globex and Initech in America), quiet weekends,
 round-the-clock service accounts, nightly batch jobs, slight growth over the two weeks,
@@ -138,6 +140,20 @@ DEMO_MODELS = (
 )
 DEMO_EMBEDDING_MODEL = "text-embedding-3-small"
 DEMO_UNUSED_MODEL = "gemini-1.5-pro"
+#: Per-token prices (input, output) in USD, as the router config carries them
+#: (LiteLLM's `input_cost_per_token` / `output_cost_per_token` under `model_info`),
+#: list prices of late 2024. YAML floats, as LiteLLM wants them; the dashboard reads
+#: them back exactly (`routerconfig.parse_amount`).
+DEMO_PRICES = {
+    "gpt-4o": (2.5e-06, 1.0e-05),                  # $2.50 / $10 per million tokens
+    "gpt-4o-mini": (1.5e-07, 6.0e-07),             # $0.15 / $0.60
+    "claude-3-5-sonnet": (3.0e-06, 1.5e-05),       # $3 / $15
+    "mistral-small": (2.0e-07, 6.0e-07),           # $0.20 / $0.60
+    "text-embedding-3-small": (2.0e-08, 0.0),      # $0.02 / none (embeddings)
+    "gemini-1.5-pro": (1.25e-06, 5.0e-06),         # $1.25 / $5
+}
+#: The one configured model without a price (self-hosted on vLLM): unpriced, not free.
+DEMO_UNPRICED_MODEL = "llama-3.1-70b-instruct"
 #: Request models outside the configuration (None is SQL NULL).
 DEMO_OFF_CONFIG_MODELS = ("GPT-4o", "claude-sonnet", "gpt-4", "", None)
 
@@ -441,16 +457,22 @@ def router_config_yaml() -> str:
     ]
     model_list = []
     for number, (name, model, mode, params) in enumerate(deployments, start=1):
+        info = {"id": f"deployment-{number}", "mode": mode}
+        if name in DEMO_PRICES:
+            input_cost, output_cost = DEMO_PRICES[name]
+            info.update(input_cost_per_token=input_cost, output_cost_per_token=output_cost)
         model_list.append(
             {
                 "model_name": name,
                 "litellm_params": {"model": model, **params},
-                "model_info": {"id": f"deployment-{number}", "mode": mode},
+                "model_info": info,
             }
         )
     header = (
         "# Router configuration of the demo Aqueduct gateway (LiteLLM format).\n"
         "# gpt-4o has two deployments (load balancing); gemini-1.5-pro is never used.\n"
+        "# Prices are LiteLLM's custom pricing (USD per token, under model_info);\n"
+        f"# {DEMO_UNPRICED_MODEL} (self-hosted) has none: the dashboard shows it as unpriced.\n"
     )
     body = yaml.safe_dump(
         {"model_list": model_list, "router_settings": {"routing_strategy": "simple-shuffle"}},
