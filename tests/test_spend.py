@@ -480,10 +480,6 @@ def test_the_day_after_the_autumn_change_compares_with_a_previous_day_holding_it
     assert usage.change("cost") == pytest.approx(1 / 3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "spans.previous_window measures a custom range as win.until - win.start, two aware "
-    "datetimes of one zone: Python subtracts them on the wall clock, so across a DST "
-    "change the previous period is an hour off"))
 def test_a_custom_range_across_the_autumn_change_compares_with_as_many_real_hours_before(three_tokens):
     g, t = three_tokens
     # [12:00 CEST 10-24, 12:00 CET 10-25) = [10:00 UTC 10-24, 11:00 UTC 10-25): 25 real

@@ -89,6 +89,12 @@ def spec(span: "str | Span") -> Span:
     return span if isinstance(span, Span) else SPANS[span]
 
 
+def _real(moment: datetime) -> datetime:
+    """`moment` in UTC: Python subtracts two times of one zone on the wall clock, which
+    is an hour off across a DST change."""
+    return moment.astimezone(timezone.utc)
+
+
 @dataclass(frozen=True)
 class Window:
     span: str
@@ -113,7 +119,7 @@ class Window:
     @property
     def spec(self) -> Span:
         """The `Span` naming and formatting this window (a custom range's: `custom_span`)."""
-        return custom_span(self.until - self.start) if self.until is not None else SPANS[self.span]
+        return custom_span(_real(self.until) - _real(self.start)) if self.until is not None else SPANS[self.span]
 
     @property
     def cut(self) -> datetime:
@@ -125,7 +131,7 @@ def previous_window(win: Window) -> Window:
     """The same length of real time just before `win`, `[start - length, start)`, as one
     bucket: what each figure's change compares with. A preset's length is its span's
     (a day is 24 hours, also across a DST change)."""
-    length = win.until - win.start if win.until is not None else SPANS[win.span].length
+    length = _real(win.until) - _real(win.start) if win.until is not None else SPANS[win.span].length
     start = (win.start.astimezone(timezone.utc) - length).astimezone(win.start.tzinfo)
     return Window(span=win.span, now=win.now, start=start, starts=(start,), end=win.start, until=win.start)
 
