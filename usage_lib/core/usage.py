@@ -269,7 +269,7 @@ class Usage:
                 "metrics": previous.metrics.as_dict(),
                 "cost": previous.cost.as_dict(),
             },
-            "changes": {name: self.change(name) for name in TILE_FIGURES} if previous is not None else None,
+            "changes": {name: _rounded(self.change(name)) for name in TILE_FIGURES} if previous is not None else None,
             "timeseries": [
                 {"bucket": row["bucket"].isoformat(), "requests": int(row["requests"]),
                  "input_tokens": int(row["input_tokens"]), "output_tokens": int(row["output_tokens"]),
@@ -292,6 +292,11 @@ class Usage:
         }
 
 
+def _rounded(change: float | None) -> float | None:
+    """A relative change to 6 decimals (0.2, not 0.19999999999999996)."""
+    return None if change is None else round(change, 6)
+
+
 def _none_if_missing(value: Any) -> Any:
     return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
@@ -310,7 +315,7 @@ def _json_row(row: dict, kind: str) -> dict[str, Any]:
     if "previous_requests" in row:
         change = row["change"]
         out["previous_requests"] = int(row["previous_requests"])
-        out["change"] = None if pd.isna(change) else float(change)
+        out["change"] = None if pd.isna(change) else _rounded(float(change))
         out["new"] = bool(row["new"])
     if kind == "token":
         out["owner_email"] = _none_if_missing(row["owner_email"])

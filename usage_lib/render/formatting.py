@@ -18,14 +18,11 @@ import math
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from numbers import Real
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from usage_lib.core.costs import CostSummary
 from usage_lib.core.spans import Span, spec
-
-if TYPE_CHECKING:
-    from usage_lib.core.costs import CostSummary
 
 NA = "N/A"
 PLACEHOLDER = "\u2014"  # an em dash, for a tile without a value
