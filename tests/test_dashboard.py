@@ -9,6 +9,7 @@ import json
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -62,8 +63,11 @@ def report_json(capsys, gateway, viewer: str, *, org=None, span="1d", token=None
     return json.loads(capsys.readouterr().out)
 
 
-def expected_tiles(metrics: dict) -> dict[str, str]:
-    return {label: fmt(metrics[key]) for key, label, fmt in TILES}
+def expected_tiles(metrics: dict, cost: dict) -> dict[str, str]:
+    """The eight tiles' texts: the gateway's seven and the cost (`CostSummary.as_dict()`)."""
+    tiles = {label: fmt(metrics[key]) for key, label, fmt in TILES}
+    tiles["Cost"] = formatting.money(Decimal(cost["total"]), cost["currency"])
+    return tiles
 
 
 def expected_rows(report: dict) -> list[dict[str, str]]:
@@ -78,6 +82,8 @@ def expected_rows(report: dict) -> list[dict[str, str]]:
             "input_tokens": f"{row['input_tokens']:,}",
             "output_tokens": f"{row['output_tokens']:,}",
             "total_tokens": f"{row['total_tokens']:,}",
+            "cost": formatting.money(Decimal(row["cost"]), report["cost"]["currency"]),
+            "change": "new" if row["new"] else formatting.change(row["change"]),
         }
         if kind == "token":
             texts["owner_email"] = formatting.name(row["owner_email"])
@@ -102,15 +108,15 @@ def test_tiles_and_table_equal_the_report(open_dashboard, demo_gateway, capsys, 
     report = report_json(capsys, demo_gateway, viewer, **view)
     assert dashboard.error is None
     assert dashboard.usage.to_json() == report
-    assert dashboard.tile_texts() == expected_tiles(report["metrics"])
+    assert dashboard.tile_texts() == expected_tiles(report["metrics"], report["cost"])
     assert dashboard.table.kind == report["top"]["kind"]
     assert dashboard.table.displayed() == expected_rows(report)
     titles = [button.description.rstrip(" " + ASCENDING + DESCENDING) for button in dashboard.table.header_buttons.values()]
     name_heading = {"org": "Organization", "token": "API Key", "user_id": "User ID"}[report["top"]["kind"]]
     assert titles[:2] == ["#", name_heading]
-    assert titles[2:6] == ["Requests", "Input Tokens", "Output Tokens", "Total Tokens"]
+    assert titles[2:8] == ["Requests", "Input Tokens", "Output Tokens", "Total Tokens", "Cost", "Change"]
     if report["top"]["kind"] == "token":
-        assert titles[6:] == ["Token Owner", "Service Account"]
+        assert titles[8:] == ["Token Owner", "Service Account"]
 
 
 def test_tiles_format_thousands_and_milliseconds(open_dashboard):
@@ -772,9 +778,9 @@ def test_a_custom_range_from_the_address_is_shown_and_a_preset_replaces_it(open_
     db_usage = compute_usage(
         dashboard._db, DEMO_ADMIN_EMAIL,
         Selection(org="all", tz="UTC", now=DEMO_NOW, start="2026-11-20T00:00+00:00", end="2026-11-23T00:00+00:00"),
-        models=dashboard._models,
+        models=dashboard._models, prices=dashboard._prices,
     )
-    assert dashboard.tile_texts() == expected_tiles(db_usage.metrics.as_dict())
+    assert dashboard.tile_texts() == expected_tiles(db_usage.metrics.as_dict(), db_usage.cost.as_dict())
     chart = dashboard.timeseries_chart
     assert len(chart.bars.x) == 3 and list(chart.bars.colors) == [PRIMARY] * 3  # three whole days
     assert "2026-11-20 00:00:00 to 2026-11-23 00:00:00 (UTC)" in html.unescape(dashboard.as_of.value)
@@ -960,10 +966,11 @@ def test_choosing_a_zone_changes_the_buckets_the_labels_and_the_address(open_das
     assert starts[-1] == datetime(2026, 11, 23, 18, 30, tzinfo=timezone.utc)  # 24 Nov, 00:00 in Kolkata
     # The same figures the core gives for that zone; the buckets differ from UTC's.
     expected = compute_usage(dashboard._db, DEMO_ADMIN_EMAIL,
-                             Selection(org="all", span="1w", tz="Asia/Kolkata", now=DEMO_NOW), models=dashboard._models)
+                             Selection(org="all", span="1w", tz="Asia/Kolkata", now=DEMO_NOW), models=dashboard._models,
+                             prices=dashboard._prices)
     assert list(usage.timeseries["requests"]) == list(expected.timeseries["requests"])
     assert list(usage.timeseries["requests"]) != list(utc_days["requests"])
-    assert dashboard.tile_texts() == expected_tiles(expected.metrics.as_dict())
+    assert dashboard.tile_texts() == expected_tiles(expected.metrics.as_dict(), expected.cost.as_dict())
     # Axis labels, title, tooltips and the as-of line on Kolkata's clock.
     chart = dashboard.timeseries_chart
     assert chart.labels == [s.astimezone(kolkata).strftime("%d %b") for s in starts]
@@ -1058,3 +1065,192 @@ def test_the_exports_follow_the_zone_chosen(open_dashboard):
     assert "tz,Asia/Kolkata" in summary.replace("\r\n", "\n")
     page = base64.b64decode(next(data for name, data in links.items() if name.endswith(".html"))).decode("utf-8")
     assert '"tz": "Asia/Kolkata"' in page or '"tz":"Asia/Kolkata"' in page
+
+
+# -- issue 14: cost, changes against the previous period, the new charts ----------------------
+
+
+def test_tiles_show_the_cost_and_every_change_against_the_previous_period(open_dashboard):
+    from usage_lib.ui.dashboard import ALL_TILES
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    usage = dashboard.usage
+    assert usage.cost.currency == "USD" and usage.cost.unpriced_requests > 0  # llama is unpriced in the demo
+    tiles, notes, changes = dashboard.tile_texts(), dashboard.tile_notes(), dashboard.tile_changes()
+    assert list(tiles) == [label for _, label in ALL_TILES] and list(tiles)[-1] == "Cost"
+    assert tiles["Cost"] == formatting.money(usage.cost.total, "USD") and tiles["Cost"].endswith(" USD")
+    assert notes["Cost"] == formatting.unpriced_note(usage.cost)
+    assert notes["Cost"].startswith(f"leaves out {usage.cost.unpriced_requests:,} requests")
+    for key, label in ALL_TILES:
+        text = formatting.change(usage.change(key))
+        assert text, key  # the demo has a previous week for every figure
+        arrow = "\u25b2 " if text.startswith("+") and text != "+0%" else "\u25bc " if text.startswith("-") else ""
+        assert changes[label] == f"{arrow}{text} vs previous 7 days", label
+    # The hover title says what it compares with.
+    assert "from 2026-11-10 12:00:00 (UTC) to 2026-11-17 12:00:00 (UTC)" in html.unescape(
+        dashboard.tiles["total_requests"].value)
+
+    dashboard.select(span="1d")
+    assert all(change.endswith(" vs previous 24 hours") for change in dashboard.tile_changes().values())
+    dashboard.select(start="2026-11-20T00:00", end="2026-11-23T00:00")
+    assert dashboard.usage.window.custom
+    assert all(change.endswith(" vs previous period") for change in dashboard.tile_changes().values())
+
+
+def test_tiles_without_prices_or_a_previous_period(open_dashboard, dashboard_config):
+    from usage_lib.core.prices import EMPTY
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"), prices=EMPTY)
+    assert dashboard.usage.cost.currency is None
+    assert dashboard.tile_texts()["Cost"] == formatting.PLACEHOLDER
+    assert dashboard.tile_notes()["Cost"] == "no prices configured"
+    assert dashboard.tile_changes()["Cost"] == ""  # nothing to compare: no line at all
+    assert dashboard.table.displayed()[0]["cost"] == formatting.PLACEHOLDER
+
+    def without_previous(*args, **kwargs):
+        return compute_usage(*args, **kwargs, compare=False)
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"), compute=without_previous)
+    assert dashboard.usage.previous is None
+    assert set(dashboard.tile_changes().values()) == {""}
+    assert "aq-tile-change" not in dashboard.tiles["total_requests"].value
+    assert {row["change"] for row in dashboard.table.displayed()} == {""}
+
+
+def test_the_time_views_and_cost_by_model_show_the_usage_frames(open_dashboard):
+    from usage_lib.ui import charts
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w"))
+    usage = dashboard.usage
+    frame = usage.timeseries
+    assert dashboard.time_switch._options_labels == ("Requests", "Tokens", "Models", "Cost")
+    assert dashboard.time_body.children == (dashboard.timeseries_chart.figure,)
+
+    dashboard.time_switch.value = "tokens"
+    chart = dashboard.tokens_chart
+    assert dashboard.time_body.children == (chart.widget,)
+    assert "Tokens Over Time" in dashboard.timeseries_title.value
+    assert chart.names == ["Input", "Output"]
+    assert chart.values.tolist() == [[float(v) for v in frame["input_tokens"]], [float(v) for v in frame["output_tokens"]]]
+    assert chart.bars.y.dtype == np.float64 and chart.bars.type == "stacked"
+    assert list(chart.bars.x) == list(range(len(frame))) and chart.labels == dashboard.timeseries_chart.labels
+    assert chart.y_scale.max >= chart.values.sum(axis=0).max()
+    tip = html.unescape(chart.tip.html_for(3))
+    row = frame.iloc[3]
+    assert formatting.bucket(row["bucket"], usage.window.spec) in tip
+    assert f"{row['input_tokens']:,}" in tip and f"{row['output_tokens']:,}" in tip
+    assert f"{row['input_tokens'] + row['output_tokens']:,}" in tip  # the total
+    assert list(chart.bars.opacities) == [charts.PARTIAL_OPACITY] + [1.0] * 6 + [charts.PARTIAL_OPACITY]
+
+    dashboard.time_switch.value = "models"
+    chart = dashboard.model_time_chart
+    per_model = usage.model_timeseries(5)
+    assert list(per_model.columns)[-1] == "other" and len(per_model.columns) == 6
+    assert chart.names == list(per_model.columns)
+    assert chart.values.tolist() == per_model.to_numpy(dtype="float64").T.tolist()
+    assert chart.values.sum(axis=0).tolist() == [float(n) for n in frame["requests"]]  # every request, once
+    assert list(chart.bars.colors)[-1] == charts.OTHER_COLOR
+    assert all(name in chart.legend.value for name in per_model.columns)
+
+    dashboard.time_switch.value = "cost"
+    chart = dashboard.cost_chart
+    assert chart.values.tolist() == [[float(c) for c in frame["cost"]]]
+    assert chart.y_axis.label == "Cost (USD)"
+    assert formatting.money(frame["cost"].iloc[3], "USD") in html.unescape(chart.tip.html_for(3))
+    assert formatting.unpriced_note(usage.cost) in html.unescape(dashboard.timeseries_title.value)
+
+    # A refresh keeps the view chosen and fills it from the new figures.
+    dashboard.select(span="1d")
+    assert dashboard.time_body.children == (chart.widget,) and len(chart.values[0]) == 25
+    assert chart.values.tolist() == [[float(c) for c in dashboard.usage.timeseries["cost"]]]
+    assert len(dashboard.timeseries_chart.bars.x) == 25  # the requests chart stays filled
+
+    models = dashboard.models_chart
+    dashboard.model_switch.value = "cost"
+    frame = dashboard.usage.models
+    assert "Cost by Model" in dashboard.models_title.value
+    shown = dict(zip((str(x) for x in models.bars.x), models.bars.y.tolist()))
+    expected = {}
+    for record in frame.to_dict("records"):
+        name = record["model"] + (charts.UNPRICED_SUFFIX if record["unpriced_requests"] and record["cost"] == 0 else "")
+        expected[name] = float(record["cost"])
+    assert shown == expected
+    assert list(models.bars.y) == sorted(models.bars.y, reverse=True)  # most cost on top
+    assert "llama-3.1-70b-instruct (unpriced)" in shown  # unpriced, not free
+    assert models.count_axis.label == "Cost (USD)"
+    dashboard.model_switch.value = "requests"
+    assert list(models.bars.x) == list(frame["model"]) and list(models.bars.y) == [float(n) for n in frame["requests"]]
+    assert models.count_axis.label == "Requests"
+
+
+def test_the_table_has_cost_and_change_and_lists_the_stopped_rows(open_dashboard):
+    from usage_lib.ui.table import NO_RANK
+
+    dashboard = open_dashboard(DEMO_ADMIN_EMAIL, Selection(org="all", span="1h"))
+    usage, table = dashboard.usage, dashboard.table
+    assert list(usage.stopped["name"]) == ["Initech"]  # busy in the hour before, quiet now
+    shown = table.displayed()
+    for texts, row in zip(shown, usage.top.to_dict("records")):
+        assert texts["cost"] == formatting.money(row["cost"], "USD")
+        assert texts["change"] == ("new" if row["new"] else formatting.change(row["change"]))
+    stopped = table.displayed_stopped()
+    assert [row["name"] for row in stopped] == ["Initech"]
+    assert stopped[0]["rank"] == NO_RANK and stopped[0]["change"] == "stopped" and stopped[0]["requests"] == "0"
+    body = table.body.value
+    assert body.count('class="aq-tr aq-stopped"') == 1 and "Stopped since the previous hour" in body
+    assert body.index("aq-stopped-head") > body.rindex("aq-row")  # after every ranked row
+    # Not clickable: no click target reaches it.
+    assert len(table.targets.options) == len(table.rows)
+    assert all("Initech" not in label for label, _ in table.targets.options)
+
+    # Cost sorts; the stopped rows stay after the ranked ones.
+    table.header_buttons["cost"].click()
+    costs = [row.values["cost"] for row in table.displayed_rows()]
+    assert costs == sorted(costs) and table.header_buttons["cost"].description == f"Cost {ASCENDING}"
+    assert table.body.value.index("aq-stopped-head") > table.body.value.rindex("aq-row")
+    table.header_buttons["change"].click()
+    table.header_buttons["change"].click()
+    changes = [row.values["change"] for row in table.displayed_rows()]
+    assert changes == sorted(changes, reverse=True)  # "new" rows (as +infinity) first
+
+    dashboard.select(org=2, token=PIPELINE_PROD, span="1d")  # user_ids: 30 stopped
+    assert dashboard.table.kind == "user_id" and len(dashboard.table.displayed_stopped()) == len(dashboard.usage.stopped)
+    assert {row["change"] for row in dashboard.table.displayed_stopped()} == {"stopped"}
+
+
+def test_a_bad_prices_file_is_one_line_like_a_bad_router_config(dashboard_config, tmp_path):
+    bad = tmp_path / "prices.yaml"
+    bad.write_text("- model: gpt-4o\n  input_per_million: abc\n  output_per_million: 10\n  currency: USD\n")
+    dashboard = Dashboard(dashboard_config(DEMO_ADMIN_EMAIL, prices_file=bad))
+    try:
+        dashboard.refresh()
+        assert dashboard.usage is None
+        assert dashboard.error == f"{bad} entry 1 (gpt-4o): input_per_million is not a number: 'abc'"
+        assert "\n" not in dashboard.error and "Traceback" not in dashboard.error_box.value
+        assert set(dashboard.tile_texts().values()) == {formatting.PLACEHOLDER}
+        bad.write_text("- model: gpt-4o\n  input_per_million: 5\n  output_per_million: 10\n  currency: USD\n")
+        dashboard.retry_button.click()  # fixed: read again, once
+        assert dashboard.error is None and dashboard.usage.cost.currency == "USD"
+    finally:
+        dashboard.close()
+
+
+def test_prices_are_read_once_and_passed_to_the_core(dashboard_config, monkeypatch):
+    from usage_lib.settings import Settings
+
+    calls = []
+    real = Settings.prices
+    monkeypatch.setattr(Settings, "prices", lambda self: calls.append(1) or real(self))
+    seen = []
+
+    def compute(*args, **kwargs):
+        seen.append(kwargs.get("prices"))
+        return compute_usage(*args, **kwargs)
+
+    dashboard = Dashboard(dashboard_config(DEMO_ADMIN_EMAIL), compute=compute)
+    try:
+        dashboard.refresh()
+        dashboard.select(span="1w")
+        assert calls == [1] and len(seen) == 2 and seen[0] is seen[1] and seen[0].currency == "USD"
+    finally:
+        dashboard.close()

@@ -1,4 +1,6 @@
-"""The two bqplot charts: requests over time and requests by model.
+"""The bqplot charts: requests over time and requests by model, and (issue 14) tokens,
+requests by model and cost over time (`StackedTimeChart`) and cost by model (the models
+chart's cost view).
 
 Each chart is built once and updated in place from a `Usage`'s frames (the figures
 are never recomputed here). bqplot traps handled (see STACK-NOTES):
@@ -25,6 +27,8 @@ which nothing is recorded (`Usage.unrecorded`: an archive gap) get a grey band b
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Callable, Mapping, Sequence
 
 import html
 import math
@@ -55,6 +59,17 @@ TIMESERIES_HEIGHT = 260
 MODEL_ROW_HEIGHT = 30
 MODEL_CHART_PADDING = 72
 MODEL_CHART_MIN_HEIGHT = 140
+
+
+#: The cost view of the models chart marks a model that has no price (unpriced, not free).
+UNPRICED_SUFFIX = " (unpriced)"
+COST_AXIS_LABEL = "Cost ({currency})"
+NO_PRICES_AXIS_LABEL = "Cost (no prices configured)"
+
+
+def cost_label(currency: str | None) -> str:
+    """The cost axis title: "Cost (USD)"; without prices, says so."""
+    return NO_PRICES_AXIS_LABEL if currency is None else COST_AXIS_LABEL.format(currency=currency)
 
 
 def _axis_style(axis: bq.Axis) -> bq.Axis:
@@ -109,6 +124,28 @@ def nice_ticks(value: float, max_intervals: int = 5) -> np.ndarray:
                 best = (top, step)
     top, step = best if best is not None else (1.0, 1.0)
     return np.arange(0.0, top + step / 2, step)
+
+
+def nice_amount_ticks(value: float, max_intervals: int = 5) -> np.ndarray:
+    """`nice_ticks` for amounts that need not be whole (money): below 10 the amount is
+    scaled up by powers of ten first (0.037 -> 0.04 with ticks 0, 0.01, ... 0.04)."""
+    value = max(float(value), 0.0)
+    if value == 0:
+        return np.array([0.0, 1.0])
+    power = 0
+    while value * 10**power < 10 and power < 12:
+        power += 1
+    ticks = nice_ticks(value * 10**power, max_intervals) / 10**power
+    return np.round(ticks, power + 2)
+
+
+def amount_format(step: float) -> str:
+    """A d3 number format showing ticks `step` apart: ``,.2f`` for cents, more digits for
+    smaller steps, none (with thousands) from 1 up."""
+    if step >= 1:
+        return ",.0f" if step >= 10 else ",.2~f"
+    digits = max(2, -math.floor(math.log10(step)) + (0 if float(f"{step:.1e}".split("e")[0]).is_integer() else 1))
+    return f",.{digits}~f"
 
 
 def tick_indexes(starts: list, span: str | Span) -> list[int]:
@@ -193,6 +230,34 @@ def _offset_note(moment: datetime) -> str:
     return f"{name}, {utc}" if name and not name.startswith(("+", "-")) and name != "UTC" else utc
 
 
+def bucket_notes(starts: list[datetime], span: Span, window: Window | None, partial: set[int],
+                 missing: set[int]) -> dict[int, str]:
+    """The tooltip's third line per bucket: where the window cuts a partial bucket, that
+    nothing is recorded, and which of two equal wall-clock starts (a DST change) it is."""
+    unit = span.bucket_unit
+    notes = {}
+    if window is not None:
+        if 0 in partial:
+            notes[0] = PARTIAL_FROM.format(unit=unit, time=window.start.strftime(_CUT_FORMAT[unit]))
+        if len(starts) - 1 in partial:
+            notes[len(starts) - 1] = PARTIAL_UNTIL.format(unit=unit, time=window.cut.strftime(_CUT_FORMAT[unit]))
+    notes.update({index: UNRECORDED_NOTE for index in missing})
+    for index in repeated_wall_clock(starts):  # the clocks went back: which of the two
+        notes[index] = " \u00b7 ".join(filter(None, (_offset_note(starts[index]), notes.get(index))))
+    return notes
+
+
+def time_axis_label(span: Span, tz: str | None, partial: set[int], missing: set[int]) -> str:
+    """The time axis title: the bucket unit and zone, and what pale and grey bars mean."""
+    unit = span.bucket_unit
+    axis_label = TIME_AXIS_LABEL.format(unit=unit.capitalize(), tz=tz) if tz else unit.capitalize()
+    if partial:
+        axis_label += " \u00b7 " + PARTIAL_AXIS_NOTE.format(unit=unit)
+    if missing:
+        axis_label += " \u00b7 " + UNRECORDED_AXIS_NOTE
+    return axis_label
+
+
 class HoverTip:
     """A chart tooltip: an HTML widget the kernel fills when a bar is hovered.
 
@@ -205,26 +270,35 @@ class HoverTip:
         self.widget = widgets.HTML("", layout=Layout(width="auto"))
         self.widget.add_class("aq-chart-tip")
         self.noun = noun
-        self.rows: list[tuple[str, int]] = []
+        #: (title, value) per bar: a count, a text, or (label, text) lines.
+        self.rows: list[tuple[str, object]] = []
         #: A third line for some rows (by index), e.g. that a bucket is partial.
         self.notes: dict[int, str] = {}
 
-    def set_rows(self, rows: list[tuple[str, int]], notes: dict[int, str] | None = None) -> None:
+    def set_rows(self, rows: list[tuple[str, object]], notes: dict[int, str] | None = None) -> None:
         self.rows = rows
         self.notes = dict(notes or {})
         self.widget.value = ""
 
     def html_for(self, index: int) -> str:
+        """The tooltip of row `index`: its title, its value (a count and the noun, or text
+        lines: (label, value) pairs, e.g. per series of a stacked bar) and its note."""
         if not 0 <= index < len(self.rows):
             return ""
-        title, count = self.rows[index]
+        title, value = self.rows[index]
         note = self.notes.get(index)
         note_html = f'<div class="aq-tip-note">{html.escape(note)}</div>' if note else ""
-        return (
-            f'<div class="aq-tip-title">{html.escape(title)}</div>'
-            f'<div class="aq-tip-count"><b>{count:,}</b> {self.noun}</div>'
-            f"{note_html}"
-        )
+        if isinstance(value, (list, tuple)):
+            body = "".join(
+                f'<div class="aq-tip-line"><span class="aq-tip-key">{html.escape(label)}</span> '
+                f"<b>{html.escape(text)}</b></div>"
+                for label, text in value
+            )
+        elif isinstance(value, str):
+            body = f'<div class="aq-tip-count"><b>{html.escape(value)}</b></div>'
+        else:
+            body = f'<div class="aq-tip-count"><b>{value:,}</b> {self.noun}</div>'
+        return f'<div class="aq-tip-title">{html.escape(title)}</div>{body}{note_html}'
 
     def on_hover(self, _mark, content: dict) -> None:
         point = content.get("point") or content.get("data") or {}
@@ -296,26 +370,13 @@ class TimeseriesChart:
         # Half a bucket of room on both sides: the end bars are whole.
         lo, hi = (-0.5, len(starts) - 0.5) if len(starts) else (None, None)
         ticks = nice_ticks(y.max() if len(y) else 0)
-        unit = span.bucket_unit
         partial = partial_buckets(window, len(starts))
-        notes = {}
-        if window is not None:
-            if 0 in partial:
-                notes[0] = PARTIAL_FROM.format(unit=unit, time=window.start.strftime(_CUT_FORMAT[unit]))
-            if len(starts) - 1 in partial:
-                notes[len(starts) - 1] = PARTIAL_UNTIL.format(unit=unit, time=window.cut.strftime(_CUT_FORMAT[unit]))
         missing = unrecorded_buckets(window, unrecorded)
-        notes.update({index: UNRECORDED_NOTE for index in missing})
-        for index in repeated_wall_clock(starts):  # the clocks went back: which of the two
-            notes[index] = " \u00b7 ".join(filter(None, (_offset_note(starts[index]), notes.get(index))))
+        notes = bucket_notes(starts, span, window, partial, missing)
         self.tip.set_rows(
             [(formatting.bucket(moment, span), int(n)) for moment, n in zip(starts, timeseries["requests"])], notes
         )
-        axis_label = TIME_AXIS_LABEL.format(unit=unit.capitalize(), tz=tz) if tz else unit.capitalize()
-        if partial:
-            axis_label += " \u00b7 " + PARTIAL_AXIS_NOTE.format(unit=unit)
-        if missing:
-            axis_label += " \u00b7 " + UNRECORDED_AXIS_NOTE
+        axis_label = time_axis_label(span, tz, partial, missing)
         with self.bars.hold_sync(), self.x_scale.hold_sync(), self.y_scale.hold_sync(), self.x_axis.hold_sync():
             self.x_scale.min = lo
             self.x_scale.max = hi
@@ -342,11 +403,139 @@ class TimeseriesChart:
                 bars.y = np.array([], dtype="float64")
 
 
+#: Colours of stacked series, in order (the last, grey, is "other" when there is one).
+SERIES_COLORS = ("#4f46e5", "#0ea5e9", "#f59e0b", "#10b981", "#ec4899", "#8b5cf6")
+OTHER_COLOR = "#94a3b8"
+#: Input tokens below, output tokens on top.
+TOKEN_COLORS = ("#4f46e5", "#38bdf8")
+STACKED_HEIGHT = 236
+#: A partial bucket's stacked bar: pale, as the requests chart's `PARTIAL` colour.
+PARTIAL_OPACITY = 0.45
+
+
+class StackedTimeChart:
+    """A time chart of one or more series stacked per bucket (tokens: input and output;
+    requests by model; cost), laid out as "Requests Over Time": bar i at position i,
+    the buckets' wall-clock starts as labels, partial and unrecorded buckets named in the
+    tooltip and the axis title. A legend (an HTML row of swatches) names the series.
+
+    `money`: the values are amounts (ticks may be fractions); their texts come from
+    `update`'s `text`.
+    """
+
+    def __init__(self, css: str, value_label: str, money: bool = False, tick_format: str = ",d") -> None:
+        self.css = css
+        self.money = money
+        self.value_label = value_label
+        #: Each bar's wall-clock label, bar i at position i.
+        self.labels: list[str] = []
+        #: The series shown, bottom first, and their values per bucket (float64).
+        self.names: list[str] = []
+        self.values = np.zeros((0, 0), dtype="float64")
+        self.x_scale = bq.LinearScale()
+        self.y_scale = bq.LinearScale(min=0.0, max=1.0)
+        self.tip = HoverTip()
+        self.bars = bq.Bars(
+            x=np.array([], dtype="float64"),
+            y=np.array([], dtype="float64"),
+            scales={"x": self.x_scale, "y": self.y_scale},
+            type="stacked",
+            colors=[PRIMARY],
+            # Colours per series, opacities per bucket: partial buckets pale, as in "Requests Over Time".
+            color_mode="element",
+            opacity_mode="group",
+            padding=0.15,
+            align="center",
+            tooltip=self.tip.widget,
+            tooltip_style={"opacity": 1.0},
+            stroke="white",
+            stroke_width=0.0,
+        )
+        self.bars.on_hover(self.tip.on_hover)
+        self.x_axis = _axis_style(bq.Axis(scale=self.x_scale, grid_lines="none", tick_format="d", label_offset="34px"))
+        self.y_axis = _axis_style(
+            bq.Axis(scale=self.y_scale, side="left", grid_lines="solid", tick_format=tick_format if not money else ",.2f",
+                    label=value_label, label_offset="48px")
+        )
+        self.figure = _figure([self.bars], [self.x_axis, self.y_axis],
+                              {"top": 12, "bottom": 48, "left": 66, "right": 16}, STACKED_HEIGHT)
+        self.figure.add_class("aq-chart")
+        self.figure.add_class(css)
+        self.legend = widgets.HTML("", layout=Layout(width="auto"))
+        self.legend.add_class("aq-legend")
+        self.widget = widgets.VBox([self.figure, self.legend], layout=Layout(width="100%", min_width="0"))
+        self.widget.add_class("aq-chart-box")
+
+    def update(self, starts: Sequence[datetime], series: Mapping[str, Sequence], span: str | Span,
+               window: Window | None = None, tz: str | None = None, unrecorded=(),
+               text: Callable[[object], str] = formatting.count, value_label: str | None = None,
+               colors: Sequence[str] | None = None, total: Callable[[int], str] | None = None) -> None:
+        """Show `series` (name -> one value per bucket of `starts`, bottom first); `text`
+        writes a value in the tooltip, `total(index)` the bucket's total line (if any)."""
+        span = spec(span)
+        starts = list(starts)
+        self.names = list(series)
+        raw = [list(values) for values in series.values()]
+        values = np.array([[float(v) for v in row] for row in raw], dtype="float64").reshape(len(raw), len(starts))
+        self.values = values
+        x = np.arange(len(starts), dtype="float64")
+        self.labels = wall_clock_labels(starts, span)
+        lo, hi = (-0.5, len(starts) - 0.5) if len(starts) else (None, None)
+        tallest = values.sum(axis=0).max() if values.size else 0.0
+        ticks = nice_amount_ticks(tallest) if self.money else nice_ticks(tallest)
+        partial = partial_buckets(window, len(starts))
+        missing = unrecorded_buckets(window, unrecorded)
+        notes = bucket_notes(starts, span, window, partial, missing)
+        rows = []
+        for index, moment in enumerate(starts):
+            lines = [(name, text(row[index])) for name, row in zip(self.names, raw)]
+            if total is not None:
+                lines.append(("total", total(index)))
+            rows.append((formatting.bucket(moment, span), lines))
+        self.tip.set_rows(rows, notes)
+        palette = list(colors or SERIES_COLORS)
+        shown_colors = [palette[i % len(palette)] for i in range(len(self.names))] or [PRIMARY]
+        with self.bars.hold_sync(), self.x_scale.hold_sync(), self.y_scale.hold_sync(), self.x_axis.hold_sync(), \
+                self.y_axis.hold_sync():
+            self.x_scale.min = lo
+            self.x_scale.max = hi
+            self.y_scale.max = float(ticks[-1])
+            self.y_axis.tick_values = ticks
+            if self.money:
+                self.y_axis.tick_format = amount_format(float(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0)
+            self.y_axis.label = value_label or self.value_label
+            self.x_axis.tick_values = np.array(tick_indexes(starts, span), dtype="float64")
+            self.x_axis.tick_labels = {str(index): label for index, label in enumerate(self.labels)}
+            self.x_axis.label = time_axis_label(span, tz, partial, missing)
+            self.bars.colors = shown_colors
+            self.bars.opacities = [PARTIAL_OPACITY if index in partial else 1.0 for index in range(len(starts))] or [1.0]
+            self.bars.x = x
+            self.bars.y = values if len(values) else np.zeros((1, len(starts)), dtype="float64")
+        self.legend.value = "" if len(self.names) < 2 else "".join(
+            f'<span class="aq-legend-item"><span class="aq-swatch" style="background:{color}"></span>'
+            f"{html.escape(name)}</span>"
+            for name, color in zip(self.names, shown_colors)
+        )
+
+    def clear(self) -> None:
+        self.tip.set_rows([])
+        self.labels = []
+        self.names = []
+        self.values = np.zeros((0, 0), dtype="float64")
+        self.legend.value = ""
+        with self.bars.hold_sync():
+            self.bars.x = np.array([], dtype="float64")
+            self.bars.y = np.array([], dtype="float64")
+
+
 class ModelsChart:
     """"Requests by Model": horizontal bars, every configured model (zeros too), largest on
     top; the figure grows with the number of models."""
 
     def __init__(self) -> None:
+        #: "requests" or "cost" (`update`); `order`: the frame's rows in the order shown.
+        self.metric = "requests"
+        self.order: list[int] = []
         self.model_scale = bq.OrdinalScale()
         self.count_scale = bq.LinearScale(min=0.0, max=1.0)
         self.tip = HoverTip()
@@ -392,13 +581,21 @@ class ModelsChart:
     def height_for(n_models: int) -> int:
         return max(MODEL_CHART_MIN_HEIGHT, MODEL_CHART_PADDING + MODEL_ROW_HEIGHT * n_models)
 
-    def update(self, models: pd.DataFrame) -> None:
-        """Show `usage.models` (model, requests) in its display order, first on top."""
+    def update(self, models: pd.DataFrame, metric: str = "requests", currency: str | None = None) -> None:
+        """Show `usage.models` (model, requests) in its display order, first on top; with
+        `metric` "cost", each model's cost (most first; unpriced models last, marked),
+        written with `currency`."""
+        self.metric = metric
+        if metric == "cost":
+            self._update_cost(models, currency)
+            return
+        self.order = list(range(len(models)))
         names = [formatting.name(model) for model in models["model"]]
         counts = models["requests"].to_numpy(dtype="float64")
         longest = max((len(n) for n in names), default=8)
         self.tip.set_rows([(name, int(n)) for name, n in zip(names, models["requests"])])
-        with self.bars.hold_sync(), self.model_scale.hold_sync(), self.count_scale.hold_sync():
+        with self.bars.hold_sync(), self.model_scale.hold_sync(), self.count_scale.hold_sync(), \
+                self.count_axis.hold_sync():
             # A vertical ordinal axis puts its first value at the bottom: list them bottom-up.
             # (OrdinalScale(reverse=True) flips again on every domain update in bqplot 0.13.1.)
             self.model_scale.domain = names[::-1]
@@ -406,9 +603,48 @@ class ModelsChart:
             ticks = nice_ticks(counts.max() if len(counts) else 0)
             self.count_scale.max = float(ticks[-1])
             self.count_axis.tick_values = ticks
+            self.count_axis.tick_format = "~s"
+            self.count_axis.label = VALUE_AXIS_LABEL
+            self.bars.label_display_format = ",d"
             self.bars.x = np.array(names, dtype=str)
             self.bars.y = counts
         self.figure.fig_margin = {"top": 8, "bottom": 48, "left": min(260, 24 + 7 * longest), "right": 48}
+        self.figure.layout.height = f"{self.height_for(len(names))}px"
+
+    def _update_cost(self, models: pd.DataFrame, currency: str | None) -> None:
+        records = models.to_dict("records")
+        # Most cost first; ties (and unpriced models, at 0) in the frame's order.
+        order = sorted(range(len(records)), key=lambda i: (-records[i]["cost"], records[i]["unpriced_requests"] > 0, i))
+        names, amounts, rows = [], [], []
+        for i in order:
+            record = records[i]
+            name = formatting.name(record["model"])
+            unpriced = int(record["unpriced_requests"])
+            if unpriced and record["cost"] == 0:
+                name += UNPRICED_SUFFIX
+            names.append(name)
+            amounts.append(float(record["cost"]))
+            lines = [("cost", formatting.money(record["cost"], currency)), ("requests", formatting.count(record["requests"]))]
+            if unpriced:
+                lines.append(("unpriced", f"{unpriced:,} request{'' if unpriced == 1 else 's'} left out"))
+            rows.append((name, lines))
+        self.order = order
+        values = np.array(amounts, dtype="float64")
+        longest = max((len(n) for n in names), default=8)
+        ticks = nice_amount_ticks(values.max() if len(values) else 0)
+        step = float(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
+        self.tip.set_rows(rows)
+        with self.bars.hold_sync(), self.model_scale.hold_sync(), self.count_scale.hold_sync(), \
+                self.count_axis.hold_sync():
+            self.model_scale.domain = names[::-1]
+            self.count_scale.max = float(ticks[-1])
+            self.count_axis.tick_values = ticks
+            self.count_axis.tick_format = "~s" if step >= 1000 else amount_format(step)
+            self.count_axis.label = cost_label(currency)
+            self.bars.label_display_format = ",.2f" if values.max(initial=0) >= 0.1 else ",.4~f"
+            self.bars.x = np.array(names, dtype=str)
+            self.bars.y = values
+        self.figure.fig_margin = {"top": 8, "bottom": 48, "left": min(260, 24 + 7 * longest), "right": 56}
         self.figure.layout.height = f"{self.height_for(len(names))}px"
 
     def clear(self) -> None:

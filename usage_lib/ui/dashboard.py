@@ -1,4 +1,10 @@
-"""The dashboard page: filters, metric tiles, two charts and the top table, as ipywidgets.
+"""The dashboard page: filters, metric tiles, the charts and the top table, as ipywidgets.
+
+Issue 14 adds, around the gateway's seven tiles, two charts and table (unchanged): a
+Cost tile and on every tile its change against the previous period; a switch over the
+time chart (Requests | Tokens | Models | Cost: tokens, requests by model and cost per
+bucket) and over the models chart (Requests | Cost); a Cost and a Change column in the
+top table, and the rows that stopped after it.
 
 Data flows one way: `Settings` (where, as whom) and the requested `Selection` -> one
 `compute_usage` call per refresh -> `Usage` frames -> widgets. Widgets never build SQL
@@ -32,11 +38,12 @@ from ipywidgets.widgets.widget_string import HTMLStyle
 
 from usage_lib.core.spans import SPANS, parse_time, range_window, zone
 from usage_lib.core.urlstate import query_for, selection_from_query, zone_or_default
+from usage_lib.core.prices import PriceBook
 from usage_lib.core.usage import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.errors import UsageError
 from usage_lib.gateway.db import Database, open_database
 from usage_lib.render import formatting
-from usage_lib.render.labels import FAILED_SHARE, ROLE_NAMES, TILES, TOP_TITLES
+from usage_lib.render.labels import COST_TILE, FAILED_SHARE, ROLE_NAMES, TILES, TOP_TITLES, VS_PREVIOUS, previous_period
 from usage_lib.settings import Settings
 from usage_lib.ui import charts
 from usage_lib.ui.addressbar import AddressBar
@@ -60,6 +67,24 @@ def _stylesheet() -> str:
 
 Compute = Callable[..., Usage]
 
+#: Every tile: the gateway's seven, then the cost tile (its figure is money).
+ALL_TILES = (*((key, label) for key, label, _ in TILES), COST_TILE)
+#: The cost tile's note when no model has a price.
+NO_PRICES_NOTE = "no prices configured"
+#: A custom range's tiles compare with the same length of time before it.
+CUSTOM_PREVIOUS = "previous period"
+#: The time chart's views (switch label, key) and each one's card title.
+TIME_VIEWS = (("Requests", "requests"), ("Tokens", "tokens"), ("Models", "models"), ("Cost", "cost"))
+TIME_TITLES = {
+    "requests": "Requests Over Time", "tokens": "Tokens Over Time",
+    "models": "Requests by Model Over Time", "cost": "Cost Over Time",
+}
+#: The models chart's views and titles.
+MODEL_VIEWS = (("Requests", "requests"), ("Cost", "cost"))
+MODEL_TITLES = {"requests": "Requests by Model", "cost": "Cost by Model"}
+#: How many models "requests by model over time" shows one by one (the rest: "other").
+TOP_MODELS_OVER_TIME = 5
+
 
 class Dashboard:
     """The dashboard of one viewer. `refresh()` recomputes everything from the core.
@@ -81,6 +106,7 @@ class Dashboard:
         models: Sequence[str] | None = None,
         compute: Compute = compute_usage,
         tz: str | None = None,
+        prices: PriceBook | None = None,
     ) -> None:
         self.settings = settings
         #: Who is looking (default: the settings' fixed viewer).
@@ -99,6 +125,10 @@ class Dashboard:
         self._archive = None
         self._models = models
         self._models_loaded = database is not None or models is not None
+        self._prices: PriceBook | None = prices
+        #: The charts' views shown (`TIME_VIEWS`, `MODEL_VIEWS`).
+        self.time_view = "requests"
+        self.model_view = "requests"
         self._compute = compute
         self._busy = False
         self._syncing = False
@@ -216,16 +246,24 @@ class Dashboard:
 
         self.tiles = {
             key: self._html(self._tile_html(label, formatting.PLACEHOLDER), "aq-tile", f"aq-tile-{key.replace('_', '-')}")
-            for key, label, _ in TILES
+            for key, label in ALL_TILES
         }
         self.metrics_bar = self._box(widgets.GridBox, list(self.tiles.values()), "aq-tiles")
 
         self.timeseries_chart = charts.TimeseriesChart()
+        self.tokens_chart = charts.StackedTimeChart("aq-tokens-time", "Tokens", tick_format="~s")
+        self.model_time_chart = charts.StackedTimeChart("aq-models-time", "Requests")
+        self.cost_chart = charts.StackedTimeChart("aq-cost-time", charts.cost_label(None), money=True)
         self.models_chart = charts.ModelsChart()
         self.timeseries_title = self._html(self._card_title("Requests Over Time"), "aq-card-title")
         self.models_title = self._html(self._card_title("Requests by Model"), "aq-card-title")
-        timeseries_card = self._card(self.timeseries_title, self.timeseries_chart.figure, "aq-card-timeseries")
-        models_card = self._card(self.models_title, self.models_chart.figure, "aq-card-models")
+        self.time_switch = self._switch(TIME_VIEWS, "aq-time-switch", self._on_time_view)
+        self.model_switch = self._switch(MODEL_VIEWS, "aq-model-switch", self._on_model_view)
+        self.time_body = self._box(widgets.Box, [self.timeseries_chart.figure], "aq-chart-body")
+        time_head = self._box(widgets.HBox, [self.timeseries_title, self.time_switch], "aq-card-head")
+        models_head = self._box(widgets.HBox, [self.models_title, self.model_switch], "aq-card-head")
+        timeseries_card = self._card(time_head, self.time_body, "aq-card-timeseries")
+        models_card = self._card(models_head, self.models_chart.figure, "aq-card-models")
         chart_column = self._box(widgets.VBox, [timeseries_card, models_card], "aq-chart-column")
 
         self.table = TopTable(on_open=self._on_row)
@@ -255,6 +293,16 @@ class Dashboard:
         self.address = AddressBar()
         self.address.on_restore(self._on_restore)
 
+    def _switch(self, views, css: str, handler) -> widgets.ToggleButtons:
+        """A small segmented switch in a card's head, choosing the card's view."""
+        switch = widgets.ToggleButtons(options=list(views), value=views[0][1], layout=self._plain_layout, tooltips=[
+            f"Show {label.lower()}" for label, _ in views])
+        switch.add_class("aq-segmented")
+        switch.add_class("aq-switch")
+        switch.add_class(css)
+        switch.observe(handler, names="value")
+        return switch
+
     @staticmethod
     def _range_zone_html(tz: str) -> str:
         return f'<span class="aq-range-zone" title="times are read in this zone">{html.escape(tz)}</span>'
@@ -269,9 +317,12 @@ class Dashboard:
         return f'<h3>{html.escape(text)}</h3>{note_html}'
 
     @staticmethod
-    def _tile_html(label: str, value: str, share: str | None = None) -> str:
+    def _tile_html(label: str, value: str, share: str | None = None, note: str | None = None,
+                   change: str = "", change_title: str = "", direction: str = "") -> str:
         """A tile: its label, its value and, for failed requests, their share of the total
-        (an element of its own, beside the value: readers of `.aq-tile-value` get the count)."""
+        (an element of its own, beside the value: readers of `.aq-tile-value` get the count);
+        a small `note` under it (the cost tile's unpriced share) and its `change` against
+        the previous period ("+12% vs previous 24 hours"; `direction` "up", "down" or "")."""
         # The length lets the stylesheet shrink long values (billions) onto one line.
         value_html = f'<div class="aq-tile-value" style="--aq-len: {max(len(value), 1)}">{html.escape(value)}</div>'
         if share is not None:
@@ -279,7 +330,41 @@ class Dashboard:
                 f'<div class="aq-tile-figure">{value_html}'
                 f'<div class="aq-tile-share">{html.escape(share)}</div></div>'
             )
-        return f'<div class="aq-tile-label">{html.escape(label)}</div>{value_html}'
+        extra = ""
+        if note:
+            extra += f'<div class="aq-tile-note" title="{html.escape(note, quote=True)}">{html.escape(note)}</div>'
+        if change:
+            arrow = {"up": "\u25b2", "down": "\u25bc"}.get(direction)
+            arrow_html = f'<span class="aq-change-arrow">{arrow}</span> ' if arrow else ""
+            amount, _, period = change.partition(" ")
+            extra += (
+                f'<div class="aq-tile-change aq-change-{direction or "flat"}" title="{html.escape(change_title, quote=True)}">'
+                f'<span class="aq-change-amount">{arrow_html}{html.escape(amount)}</span> '
+                f'<span class="aq-change-period">{html.escape(period)}</span></div>'
+            )
+        return f'<div class="aq-tile-label">{html.escape(label)}</div>{value_html}{extra}'
+
+    @staticmethod
+    def _period(usage: Usage) -> str:
+        """What the changes compare with, in words: "previous 24 hours"; "previous period"
+        for a custom range."""
+        window = usage.window
+        return CUSTOM_PREVIOUS if window.custom else previous_period(window.spec)
+
+    def _tile_change(self, usage: Usage, key: str) -> tuple[str, str, str]:
+        """(text, hover title, direction) of a tile's change; empty when there is none."""
+        fraction = usage.change(key)
+        text = formatting.change(fraction)
+        if not text or usage.previous is None:
+            return "", "", ""
+        previous = usage.previous
+        formats = {name: fmt for name, _, fmt in TILES}
+        before = (formatting.money(previous.cost.total, previous.cost.currency) if key == "cost"
+                  else formats[key](previous.metrics.as_dict()[key]))
+        title = (f"{before} from {formatting.as_of(previous.window.start, usage.tz)} "
+                 f"to {formatting.as_of(previous.window.until, usage.tz)}")
+        direction = "up" if text.startswith("+") and text != "+0%" else "down" if text.startswith("-") else ""
+        return VS_PREVIOUS.format(change=text, period=self._period(usage)), title, direction
 
     @staticmethod
     def _failed_share(failed: int, total: int) -> str | None:
@@ -304,6 +389,7 @@ class Dashboard:
         return (
             self.org_dropdown, self.span_toggle, self.range_start, self.range_end, self.range_apply, self.top_toggle,
             self.zone_dropdown, self.all_orgs_button, self.all_tokens_button, self.retry_button,
+            self.time_switch, self.model_switch,
         )
 
     # -- requests from the page -------------------------------------------------------
@@ -460,7 +546,10 @@ class Dashboard:
 
     # -- refresh ----------------------------------------------------------------------
 
-    def _database(self) -> tuple[Database, Sequence[str] | None]:
+    def _database(self) -> tuple[Database, Sequence[str] | None, PriceBook]:
+        """The database, the router config's models and the prices, each loaded once (a
+        bad router config or prices file raises its one-line `UsageError`, and is read
+        again on the next refresh)."""
         if self._db is None:
             self._db = open_database(self.settings.db_url)
         if self._archive is None and self.settings.archive_url:
@@ -468,7 +557,9 @@ class Dashboard:
         if not self._models_loaded:
             self._models = self.settings.models()
             self._models_loaded = True
-        return self._db, self._models
+        if self._prices is None:
+            self._prices = self.settings.prices()
+        return self._db, self._models, self._prices
 
     def refresh(self) -> Usage | None:
         """Recompute every panel with one `compute_usage` call; errors become a message."""
@@ -483,8 +574,8 @@ class Dashboard:
                 raise UsageError(self.problem)
             if not self.viewer:
                 raise UsageError("no viewer configured")
-            db, models = self._database()
-            usage = self._compute(db, self.viewer, self.selection, models=models, archive=self._archive)
+            db, models, prices = self._database()
+            usage = self._compute(db, self.viewer, self.selection, models=models, archive=self._archive, prices=prices)
             computed = time.perf_counter()
             self._adopt(usage)
             self._render(usage)
@@ -577,24 +668,90 @@ class Dashboard:
             )
         for key, label, fmt in TILES:
             share = self._failed_share(metrics[key], metrics["total_requests"]) if key == "failed_requests" else None
-            self.tiles[key].value = self._tile_html(label, fmt(metrics[key]), share)
+            change, title, direction = self._tile_change(usage, key)
+            self.tiles[key].value = self._tile_html(label, fmt(metrics[key]), share, change=change,
+                                                    change_title=title, direction=direction)
+        cost = usage.cost
+        note = NO_PRICES_NOTE if cost.currency is None else formatting.unpriced_note(cost)
+        change, title, direction = self._tile_change(usage, "cost")
+        self.tiles["cost"].value = self._tile_html(COST_TILE[1], formatting.money(cost.total, cost.currency), note=note,
+                                                   change=change, change_title=title, direction=direction)
         if metrics["failed_requests"]:
             self.tiles["failed_requests"].add_class("aq-tile-alert")
         else:
             self.tiles["failed_requests"].remove_class("aq-tile-alert")
         self.timeseries_chart.update(usage.timeseries, span, window, usage.tz, usage.unrecorded)
-        self.models_chart.update(usage.models)
-        unit = span.per_bucket
-        first, last = usage.timeseries["bucket"].iloc[0], usage.timeseries["bucket"].iloc[-1]
-        span_text = f"{formatting.bucket(first, span)} \u2013 {formatting.bucket(last, span)} ({usage.tz})"
-        self.timeseries_title.value = self._card_title("Requests Over Time", f"{unit} \u00b7 {span_text}")
-        self.table.show(usage.top, usage.top_kind)
+        self._show_time_view(usage)
+        self._show_model_view(usage)
+        self.table.show(usage.top, usage.top_kind, usage.stopped, usage.cost.currency, self._period(usage))
         self.table_title.value = self._card_title(TOP_TITLES[usage.top_kind], f"top {usage.top_k}")
         self.error_box.value = ""
         self.widget.remove_class("aq-failed")
         self.range_message = None
         self._show_notices()
         self._set_back_buttons()
+
+    # -- the charts' views -----------------------------------------------------------
+
+    def _on_time_view(self, change) -> None:
+        if change["new"] is None:
+            return
+        self.time_view = change["new"]
+        if self.usage is not None:
+            self._show_time_view(self.usage)
+
+    def _on_model_view(self, change) -> None:
+        if change["new"] is None:
+            return
+        self.model_view = change["new"]
+        if self.usage is not None:
+            self._show_model_view(self.usage)
+
+    def _show_time_view(self, usage: Usage) -> None:
+        """Fill the time chart of the view chosen (the requests chart is always filled:
+        snapshots and the browser tests read it) and show it under its title."""
+        view = self.time_view
+        window = usage.window
+        span = window.spec
+        frame = usage.timeseries
+        starts = list(frame["bucket"])
+        currency = usage.cost.currency
+        chart: Any = self.timeseries_chart
+        if view == "tokens":
+            chart = self.tokens_chart
+            inputs, outputs = frame["input_tokens"].tolist(), frame["output_tokens"].tolist()
+            chart.update(starts, {"Input": inputs, "Output": outputs}, span, window, usage.tz, usage.unrecorded,
+                         colors=charts.TOKEN_COLORS, total=lambda i: formatting.count(inputs[i] + outputs[i]))
+        elif view == "models":
+            chart = self.model_time_chart
+            per_model = usage.model_timeseries(TOP_MODELS_OVER_TIME)
+            series = {formatting.name(name): per_model[name].tolist() for name in per_model.columns}
+            colors = [charts.OTHER_COLOR if name == "other" else charts.SERIES_COLORS[i % len(charts.SERIES_COLORS)]
+                      for i, name in enumerate(per_model.columns)]
+            requests = frame["requests"].tolist()
+            chart.update(starts, series, span, window, usage.tz, usage.unrecorded, colors=colors,
+                         total=lambda i: formatting.count(requests[i]))
+        elif view == "cost":
+            chart = self.cost_chart
+            chart.update(starts, {"Cost": frame["cost"].tolist()}, span, window, usage.tz, usage.unrecorded,
+                         text=lambda amount: formatting.money(amount, currency), value_label=charts.cost_label(currency))
+        widget = chart.figure if chart is self.timeseries_chart else chart.widget
+        if self.time_body.children != (widget,):
+            self.time_body.children = (widget,)
+        first, last = starts[0], starts[-1]
+        span_text = f"{formatting.bucket(first, span)} \u2013 {formatting.bucket(last, span)} ({usage.tz})"
+        note = f"{span.per_bucket} \u00b7 {span_text}"
+        if view == "cost":
+            unpriced = NO_PRICES_NOTE if currency is None else formatting.unpriced_note(usage.cost)
+            note += f" \u00b7 {unpriced}" if unpriced else ""
+        self.timeseries_title.value = self._card_title(TIME_TITLES[view], note)
+
+    def _show_model_view(self, usage: Usage) -> None:
+        self.models_chart.update(usage.models, self.model_view, usage.cost.currency)
+        note = ""
+        if self.model_view == "cost":
+            note = NO_PRICES_NOTE if usage.cost.currency is None else (formatting.unpriced_note(usage.cost) or "")
+        self.models_title.value = self._card_title(MODEL_TITLES[self.model_view], note)
 
     def _show_notices(self) -> None:
         """The figures' notices and fallbacks, and why a range was not applied."""
@@ -620,10 +777,11 @@ class Dashboard:
         )
         self.range_message = None
         self.notice_box.value = ""
-        for key, label, _ in TILES:
+        for key, label in ALL_TILES:
             self.tiles[key].value = self._tile_html(label, formatting.PLACEHOLDER)
-        self.timeseries_chart.clear()
-        self.models_chart.clear()
+        for chart in (self.timeseries_chart, self.tokens_chart, self.model_time_chart, self.cost_chart,
+                      self.models_chart):
+            chart.clear()
         self.table.clear()
         self.as_of.value = ""
         self._set_back_buttons()
@@ -639,11 +797,19 @@ class Dashboard:
 
     def tile_texts(self) -> dict[str, str]:
         """Tile label -> the value text shown."""
-        out = {}
-        for key, label, _ in TILES:
-            value = self.tiles[key].value
-            out[label] = html.unescape(re.search(r'class="aq-tile-value"[^>]*>(.*?)</div>', value).group(1))
-        return out
+        return {label: self._tile_part(key, "aq-tile-value") for key, label in ALL_TILES}
+
+    def tile_changes(self) -> dict[str, str]:
+        """Tile label -> its change line ("+12% vs previous 24 hours"; "" without)."""
+        return {label: self._tile_part(key, "aq-tile-change") for key, label in ALL_TILES}
+
+    def tile_notes(self) -> dict[str, str]:
+        """Tile label -> its small note (the cost tile's unpriced share; "" without)."""
+        return {label: self._tile_part(key, "aq-tile-note") for key, label in ALL_TILES}
+
+    def _tile_part(self, key: str, css: str) -> str:
+        found = re.search(rf'class="{css}[^"]*"[^>]*>(.*?)</div>', self.tiles[key].value)
+        return "" if found is None else html.unescape(re.sub(r"<[^>]+>", "", found.group(1)))
 
     def close(self) -> None:
         if self._db is not None:

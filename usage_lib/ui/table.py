@@ -7,12 +7,18 @@ click targets (one RadioButtons widget over the rows, one option per row, its la
 transparent). A table of 100 rows is thus three widget messages, not hundreds, and
 renders in a fraction of a second. Sorting re-renders the body; the rank stays the rank
 by requests.
+
+Beside the gateway's columns (issue 14): each row's cost (money, in the prices'
+currency) and its change in requests against the previous period ("+12%", "new"), both
+sortable; after the ranked rows, the rows that had requests in the previous period and
+none now (`Usage.stopped`), greyed and marked "stopped", never opened.
 """
 
 from __future__ import annotations
 
 import html
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -21,10 +27,26 @@ import pandas as pd
 
 from usage_lib.render import formatting
 from usage_lib.render.labels import (
-    CLOSED_TOKEN_HINT, EMPTY_TEXT, NO_ORG_HINT, SERVICE_ACCOUNT_BADGE, TOP_COLUMNS as COLUMNS, Column, cell_text,
+    CHANGE_TITLE, CLOSED_TOKEN_HINT, COST_TITLE, EMPTY_TEXT, NEW_MARK, NO_ORG_HINT, SERVICE_ACCOUNT_BADGE,
+    STOPPED_MARK, STOPPED_TITLE, TOP_COLUMNS, Column, cell_text,
 )
 
 ASCENDING, DESCENDING = "\u25b2", "\u25bc"  # the arrows shown in a sorted header
+
+COST_COLUMN = Column("cost", COST_TITLE, numeric=True, css="aq-cost")
+CHANGE_COLUMN = Column("change", CHANGE_TITLE, numeric=True, css="aq-change")
+#: The header tooltips of the two columns (the others: "Sort by ...").
+COLUMN_HINTS = {
+    "cost": "Cost at the configured prices (unpriced models left out); sort by cost",
+    "change": "Change in requests against the previous period; sort by change",
+}
+#: The page's columns at each level: the gateway's (`labels.TOP_COLUMNS`) with Cost and
+#: Change after the four counts (files and snapshots read the first six as before).
+COLUMNS: dict[str, tuple[Column, ...]] = {
+    kind: (*columns[:6], COST_COLUMN, CHANGE_COLUMN, *columns[6:]) for kind, columns in TOP_COLUMNS.items()
+}
+#: The rank cell of a stopped row: it has no rank now.
+NO_RANK = "\u2013"
 
 
 @dataclass
@@ -35,10 +57,27 @@ class Row:
     texts: dict[str, str]
     can_open: bool
     is_service_account: bool = False
+    #: A row of `Usage.stopped` (requests before, none now).
+    stopped: bool = False
 
 
-def rows_from_frame(top: pd.DataFrame, kind: str) -> list[Row]:
-    """`usage.top` -> rows. Tokens show their service account's name when they have one."""
+def _change(record: dict, stopped: bool) -> tuple[float | None, str]:
+    """A row's change in requests (for sorting; a new row counts as +infinity) and its text."""
+    if stopped:
+        return -1.0, STOPPED_MARK
+    if "previous_requests" not in record:
+        return None, ""
+    if bool(record.get("new")):
+        return math.inf, NEW_MARK
+    change = record.get("change")
+    if formatting.is_missing(change):
+        return None, ""
+    return float(change), formatting.change(change)
+
+
+def rows_from_frame(top: pd.DataFrame, kind: str, currency: str | None = None, stopped: bool = False) -> list[Row]:
+    """`usage.top` (or `usage.stopped`, with `stopped`) -> rows. Tokens show their service
+    account's name when they have one; costs are written in `currency` (none: no prices)."""
     rows = []
     for record in top.to_dict("records"):
         is_sa = bool(record.get("is_service_account", False)) if kind == "token" else False
@@ -58,14 +97,22 @@ def rows_from_frame(top: pd.DataFrame, kind: str) -> list[Row]:
             values["service_account"] = (
                 None if formatting.is_missing(record.get("service_account")) else record["service_account"]
             )
-        texts = {column.key: cell_text(column, values.get(column.key)) for column in COLUMNS[kind]}
+        cost = record.get("cost")
+        values["cost"] = None if formatting.is_missing(cost) else cost
+        values["change"], change_text = _change(record, stopped)
+        texts = {column.key: cell_text(column, values.get(column.key)) for column in TOP_COLUMNS[kind]}
+        texts["cost"] = formatting.money(values["cost"], currency)
+        texts["change"] = change_text
+        if stopped:
+            texts["rank"] = NO_RANK
         if kind == "org":
             can_open = values["id"] is not None
         elif kind == "token":
             can_open = bool(record.get("can_open", False))
         else:
             can_open = False
-        rows.append(Row(values=values, texts=texts, can_open=can_open, is_service_account=is_sa))
+        rows.append(Row(values=values, texts=texts, can_open=can_open and not stopped, is_service_account=is_sa,
+                        stopped=stopped))
     return rows
 
 
@@ -92,6 +139,10 @@ class TopTable:
         self.on_open = on_open
         self.kind = "org"
         self.rows: list[Row] = []
+        #: The stopped rows, shown after the ranked ones in their own order (`Usage.stopped`).
+        self.stopped: list[Row] = []
+        #: The stopped rows' heading, e.g. "Stopped since the previous 24 hours".
+        self.stopped_title = ""
         self.sort_key = "rank"
         self.ascending = True
         self.order: list[int] = []
@@ -111,8 +162,10 @@ class TopTable:
 
     # -- public -----------------------------------------------------------------------
 
-    def show(self, top: pd.DataFrame, kind: str) -> None:
-        """Replace the rows with `usage.top` of level `kind`.
+    def show(self, top: pd.DataFrame, kind: str, stopped: pd.DataFrame | None = None, currency: str | None = None,
+             period: str | None = None) -> None:
+        """Replace the rows with `usage.top` of level `kind`, and `usage.stopped` after
+        them (under "Stopped since the `period`"); costs in `currency`.
 
         Another level (orgs, tokens, user_ids) starts in rank order; a refresh of the
         same level keeps the viewer's sort.
@@ -122,11 +175,14 @@ class TopTable:
             self.sort_key, self.ascending = "rank", True
             self._build_header()
             self._apply_kind_class()
-        self.rows = rows_from_frame(top, kind)
+        self.rows = rows_from_frame(top, kind, currency)
+        self.stopped = rows_from_frame(stopped, kind, currency, stopped=True) if stopped is not None else []
+        self.stopped_title = STOPPED_TITLE.format(period=period or "previous period")
         self._render()
 
     def clear(self) -> None:
         self.rows = []
+        self.stopped = []
         self._render()
 
     def sort_by(self, key: str, ascending: bool | None = None) -> None:
@@ -145,6 +201,10 @@ class TopTable:
 
     def displayed_rows(self) -> list[Row]:
         return [self.rows[i] for i in self.order]
+
+    def displayed_stopped(self) -> list[dict[str, str]]:
+        """The texts of the stopped rows, shown after the ranked ones."""
+        return [row.texts for row in self.stopped]
 
     def click(self, position: int) -> None:
         """Click the row shown at `position`, as the browser does."""
@@ -172,7 +232,7 @@ class TopTable:
         for column in COLUMNS[self.kind]:
             classes = ["aq-th"] + (["aq-num"] if column.numeric else []) + (["aq-rank-head"] if column.key == "rank" else [])
             button = widgets.Button(
-                description=column.title, tooltip=f"Sort by {column.title}",
+                description=column.title, tooltip=COLUMN_HINTS.get(column.key, f"Sort by {column.title}"),
                 layout=self._header_layout, style=self._header_style, _dom_classes=tuple(classes),
             )
             button.on_click(lambda _button, key=column.key: self.sort_by(key))
@@ -209,6 +269,9 @@ class TopTable:
         for position, column in enumerate(COLUMNS[self.kind], start=1):
             text = html.escape(row.texts[column.key])
             classes = ["aq-td", column.css, "aq-num" if column.numeric else ""]
+            if column.key == "change" and text:
+                classes.append({NEW_MARK: "aq-new", STOPPED_MARK: "aq-stopped-mark"}.get(
+                    row.texts["change"], "aq-up" if text.startswith("+") else "aq-down"))
             content = text
             if column.key == "name":
                 if row.texts["name"] == formatting.NA:
@@ -229,7 +292,8 @@ class TopTable:
         rules placing the click targets over the rows and turning them off over rows that
         do not open."""
         if not self.rows:
-            return f'<div class="aq-empty" style="grid-row:2"><div class="aq-empty-text">{EMPTY_TEXT}</div></div>'
+            empty = f'<div class="aq-empty" style="grid-row:2"><div class="aq-empty-text">{EMPTY_TEXT}</div></div>'
+            return empty + self._stopped_html(3)
         parts = []
         closed = []
         for line, index in enumerate(self.order, start=2):
@@ -254,6 +318,17 @@ class TopTable:
         if closed:
             rules.append(f"{', '.join(closed)} {{ pointer-events: none; }}")
         parts.append(f"<style>{' '.join(rules)}</style>")
+        parts.append(self._stopped_html(len(self.order) + 2))
+        return "".join(parts)
+
+    def _stopped_html(self, line: int) -> str:
+        """The stopped rows from grid line `line` on, under their heading: greyed, never
+        clickable (no click target reaches them), not `aq-row` (not ranked rows)."""
+        if not self.stopped:
+            return ""
+        parts = [f'<div class="aq-stopped-head" style="grid-row:{line}">{html.escape(self.stopped_title)}</div>']
+        for offset, row in enumerate(self.stopped, start=1):
+            parts.append(f'<div class="aq-tr aq-stopped" style="grid-row:{line + offset}">{self._cells_html(row)}</div>')
         return "".join(parts)
 
     def _render(self) -> None:
