@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,6 +21,7 @@ from tests.support.browser import new_context
 from tests.support.dashboard import DEMO_NOW
 from tests.support.serving import HEADER, Server
 from usage_lib.cli import main as cli_main
+from usage_lib.render import formatting
 from usage_lib.render.labels import ROLE_NAMES, TILES
 from usage_lib.demo import DEMO_ADMIN_EMAIL, DEMO_ORG_ADMIN_EMAIL, DEMO_USER_EMAIL
 
@@ -50,7 +52,10 @@ def report(capsys, gateway, viewer: str, **view) -> dict:
 
 
 def expected_tiles(data: dict) -> dict[str, str]:
-    return {label: fmt(data["metrics"][key]) for key, label, fmt in TILES}
+    """The eight tiles of a report: the gateway's seven and the cost."""
+    tiles = {label: fmt(data["metrics"][key]) for key, label, fmt in TILES}
+    tiles["Cost"] = formatting.money(Decimal(data["cost"]["total"]), data["cost"]["currency"])
+    return tiles
 
 
 FIRST_RENDER = (
@@ -169,6 +174,8 @@ def row_cells(data: dict, kind: str) -> list[list[str]]:
     for row in data["top"]["rows"]:
         name = (row.get("service_account") or row["name"]) if kind == "token" else row["name"]
         cells = [str(row["rank"]), name or "N/A"] + [f"{row[k]:,}" for k in ("requests", "input_tokens", "output_tokens", "total_tokens")]
+        cells += [formatting.money(Decimal(row["cost"]), data["cost"]["currency"]),
+                  "new" if row.get("new") else formatting.change(row.get("change"))]
         if kind == "token":
             cells += [row["owner_email"] or "N/A", row["service_account"] or "N/A"]
         out.append(cells)
@@ -766,3 +773,57 @@ def test_the_browsers_zone_is_offered_second_and_choosing_it_fills_the_address(b
         assert errors == []
     finally:
         context.close()
+
+
+def test_the_cost_tile_the_change_lines_and_the_new_views(browser, voila_server, demo_gateway, capsys, shots):
+    """Issue 14 on the served page: the cost tile with its unpriced note, a change line on
+    every tile, the time chart's views, cost by model and the stopped rows."""
+    page = open_page(browser, voila_server, DEMO_ADMIN_EMAIL, query="org=all&span=1w")
+    try:
+        data = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org="all", span="1w")
+        wait_for_tiles(page, expected_tiles(data))
+        cost = page.locator(".aq-tile-cost")
+        assert cost.locator(".aq-tile-label").inner_text() == "Cost"
+        assert cost.locator(".aq-tile-value").inner_text() == expected_tiles(data)["Cost"]
+        assert expected_tiles(data)["Cost"].endswith(" USD")
+        assert cost.locator(".aq-tile-note").inner_text().startswith(f"leaves out {data['cost']['unpriced_requests']:,} requests")
+        changes = page.eval_on_selector_all(
+            ".aq-tile", "ts => ts.map(t => { const c = t.querySelector('.aq-tile-change'); return c ? c.innerText : ''; })")
+        assert len(changes) == 8
+        for line, (key, value) in zip(changes, data["changes"].items()):
+            text = formatting.change(value)
+            assert text in line and "vs previous 7 days" in line, (key, line)
+        page.screenshot(path=shots / "issue14-admin-all-1w.png")
+
+        # The time chart's views: tokens stacked (input, output), then cost per bucket.
+        page.locator(".aq-time-switch button", has_text="Tokens").click()
+        page.wait_for_function("() => document.querySelectorAll('.aq-tokens-time rect.bar').length === 16")
+        assert "Tokens Over Time" in page.locator(".aq-card-timeseries h3").inner_text()
+        assert page.locator(".aq-tokens-time").is_visible() and page.locator(".aq-legend").inner_text().split() == ["Input", "Output"]
+        page.locator(".aq-time-switch button", has_text="Cost").click()
+        page.wait_for_function("() => document.querySelectorAll('.aq-cost-time rect.bar').length === 8")
+        page.locator(".aq-cost-time rect.bar").nth(3).hover()
+        page.wait_for_function("() => [...document.querySelectorAll('.aq-chart-tip')].some(t => t.textContent.includes('USD'))")
+        tip = page.evaluate("() => [...document.querySelectorAll('.aq-chart-tip')].map(t => t.innerText).find(t => t.includes('USD'))")
+        bucket = data["timeseries"][3]
+        assert bucket["bucket"][:10] in tip and formatting.money(Decimal(bucket["cost"]), "USD") in tip
+        page.mouse.move(1, 1)
+        page.locator(".aq-model-switch button", has_text="Cost").click()
+        page.wait_for_function("() => document.querySelector('.aq-card-models h3').textContent === 'Cost by Model'")
+        assert "Cost (USD)" in page.locator(".aq-models").inner_text()
+
+        # The stopped rows after the ranked ones, greyed, without a click target.
+        page.locator(".aq-span button", has_text="1h").click()
+        hour = report(capsys, demo_gateway, DEMO_ADMIN_EMAIL, org="all", span="1h")
+        wait_for_tiles(page, expected_tiles(hour))
+        page.wait_for_selector(".aq-table .aq-stopped", timeout=STEP_TIMEOUT_MS)
+        stopped = page.eval_on_selector_all(".aq-table .aq-stopped", "rs => rs.map(r => r.innerText.replace(/\\s+/g, ' '))")
+        assert [row["name"] for row in hour["top"]["stopped"]] == ["Initech"] and len(stopped) == 1
+        assert "Initech" in stopped[0] and "stopped" in stopped[0]
+        assert page.locator(".aq-stopped-head").text_content() == "Stopped since the previous hour"
+        assert page.locator(".aq-row-targets .widget-radio-box > label", has_text="Open Initech").count() == 0
+        assert [row["cells"] for row in table(page)["rows"]] == row_cells(hour, "org")
+        full_screenshot(page, shots / "issue14-admin-all-1h-cost-views.png")
+        assert page.widget_errors == []
+    finally:
+        page.context.close()

@@ -641,7 +641,8 @@ class ModelsChart:
             self.count_axis.tick_values = ticks
             self.count_axis.tick_format = "~s" if step >= 1000 else amount_format(step)
             self.count_axis.label = cost_label(currency)
-            self.bars.label_display_format = ",.2f" if values.max(initial=0) >= 0.1 else ",.4~f"
+            # Three significant digits: 14.1, 0.21, 0.0031 (the tooltip has the exact amount).
+            self.bars.label_display_format = ",.3~r"
             self.bars.x = np.array(names, dtype=str)
             self.bars.y = values
         self.figure.fig_margin = {"top": 8, "bottom": 48, "left": min(260, 24 + 7 * longest), "right": 56}
