@@ -39,7 +39,7 @@ from ipywidgets.widgets.widget_string import HTMLStyle
 from usage_lib.core.spans import SPANS, parse_time, range_window, zone
 from usage_lib.core.urlstate import query_for, selection_from_query, zone_or_default
 from usage_lib.core.prices import PriceBook
-from usage_lib.core.usage import TOP_CHOICES, Selection, Usage, compute_usage, describe_error
+from usage_lib.core.usage import OTHER_MODELS, TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.errors import UsageError
 from usage_lib.gateway.db import Database, open_database
 from usage_lib.render import formatting
@@ -725,8 +725,13 @@ class Dashboard:
         elif view == "models":
             chart = self.model_time_chart
             per_model = usage.model_timeseries(TOP_MODELS_OVER_TIME)
-            series = {formatting.name(name): per_model[name].tolist() for name in per_model.columns}
-            colors = [charts.OTHER_COLOR if name == "other" else charts.SERIES_COLORS[i % len(charts.SERIES_COLORS)]
+            series: dict[str, list] = {}
+            for name in per_model.columns:
+                shown = formatting.name(name)
+                while shown in series:  # NULL and "" are both N/A: keep both series
+                    shown += "\u2032"
+                series[shown] = per_model[name].tolist()
+            colors = [charts.OTHER_COLOR if name == OTHER_MODELS else charts.SERIES_COLORS[i % len(charts.SERIES_COLORS)]
                       for i, name in enumerate(per_model.columns)]
             requests = frame["requests"].tolist()
             chart.update(starts, series, span, window, usage.tz, usage.unrecorded, colors=colors,
