@@ -202,7 +202,7 @@ def no_affinity(column):
 
 
 @dataclass(frozen=True)
-class _Shape:
+class Shape:
     """Everything the usage statement's SQL text depends on; values are bound separately."""
 
     dialect: str
@@ -274,10 +274,20 @@ def usage_query(
     and models, kind of reach) and is built once per shape: building and hashing a new
     SQLAlchemy statement on every refresh cost several milliseconds.
     """
+    ranges = ranges if ranges is not None else window_ranges(window)
+    shape, params = statement_inputs(db, scope, models, ranges, cuts if cuts is not None else window.edges)
+    return _usage_template(shape), params
+
+
+def statement_inputs(
+    db: Database, scope: Scope, models: Sequence[str] | None, ranges: Sequence[Range], cuts: Sequence[datetime],
+) -> tuple[Shape, dict[str, object]]:
+    """The shape of a statement over the request table for `scope` (what its SQL text
+    depends on) and the values bound into it: the timestamp `ranges`, the `cuts`, the
+    configured `models`, the reach and the selected token (`window_conditions`)."""
     reach = scope.reach
-    ranges = tuple(ranges) if ranges is not None else window_ranges(window)
-    cuts = tuple(cuts) if cuts is not None else window.edges
-    shape = _Shape(
+    ranges, cuts = tuple(ranges), tuple(cuts)
+    shape = Shape(
         dialect=db.dialect,
         cuts=len(cuts),
         models=None if models is None else len(models),
@@ -306,7 +316,7 @@ def usage_query(
         params["email_tokens"] = sorted(reach.email_token_ids)
     if shape.token:
         params["token"] = scope.token.id
-    return _usage_template(shape), params
+    return shape, params
 
 
 def _timestamp_type(dialect: str):
@@ -314,42 +324,13 @@ def _timestamp_type(dialect: str):
 
 
 @lru_cache(maxsize=256)
-def _usage_template(shape: _Shape) -> Select:
+def _usage_template(shape: Shape) -> Select:
     stamp = _timestamp_type(shape.dialect)
     key = request.c.user_id if shape.by_user_id else request.c.token_id
     cuts = [bindparam(f"cut_{index}", type_=stamp) for index in range(shape.cuts)]
 
-    # On SQLite, `+column` keeps a condition from choosing an index: the model filter
-    # would otherwise pick the (model, timestamp) index, whose per-model ranges read the
-    # table out of order (slower than the timestamp index), and the email match the
-    # user_id index, which covers all of history rather than the window. The time
-    # window (timestamp or (token, timestamp) index) always bounds what is read.
-    sqlite = shape.dialect == "sqlite"
-    model_column = no_affinity(request.c.model) if sqlite else request.c.model
-    user_id_column = no_affinity(request.c.user_id) if sqlite else request.c.user_id
-    conditions = [_time_condition(shape.bounded, stamp)]
-    if shape.models is not None:
-        conditions.append(
-            model_column.in_(bindparam("models", expanding=True, type_=String())) if shape.models else false()
-        )
-    if not shape.everything:
-        reach = []
-        # Both kinds of reach on SQLite: no index for the OR (a "multi-index OR" collects
-        # every matching rowid in memory: memory would grow with the rows); it filters
-        # the window read through the timestamp index instead.
-        token_column = no_affinity(request.c.token_id) if sqlite and shape.reach_email else request.c.token_id
-        if shape.reach_tokens:
-            reach.append(token_column.in_(bindparam("reach_tokens", expanding=True, type_=Integer())))
-        if shape.reach_email:
-            reach.append(and_(
-                user_id_column == bindparam("email", type_=String()),
-                token_column.in_(bindparam("email_tokens", expanding=True, type_=Integer())),
-            ))
-        conditions.append(or_(*reach) if reach else false())
-    if shape.token:
-        conditions.append(request.c.token_id == bindparam("token", type_=Integer()))
-
-    model = request.c.model if shape.models is not None else func.coalesce(request.c.model, "")
+    conditions = window_conditions(shape)
+    model = model_expression(shape)
     if shape.dialect == "sqlite":
         return _usage_sqlite(key, model, cuts, shape.models, conditions)
 
@@ -372,6 +353,48 @@ def _usage_template(shape: _Shape) -> Select:
         *_summary_columns(rows, rows.c.path),
         *(func.sum(rows.c[column.name]).label(column.name) for column in before),
     ).group_by(rows.c.model, rows.c.key)
+
+
+def model_expression(shape: Shape):
+    """The request's model as counted: empty for NULL when every request counts (no
+    router configuration), as the configured models never match NULL."""
+    return request.c.model if shape.models is not None else func.coalesce(request.c.model, "")
+
+
+def window_conditions(shape: Shape) -> list:
+    """The WHERE conditions of a statement of `shape` (`statement_inputs`): the
+    timestamp ranges, the configured models, the viewer's reach, the selected token."""
+    # On SQLite, `+column` keeps a condition from choosing an index: the model filter
+    # would otherwise pick the (model, timestamp) index, whose per-model ranges read the
+    # table out of order (slower than the timestamp index), and the email match the
+    # user_id index, which covers all of history rather than the window. The time
+    # window (timestamp or (token, timestamp) index) always bounds what is read.
+    sqlite = shape.dialect == "sqlite"
+    model_column = no_affinity(request.c.model) if sqlite else request.c.model
+    user_id_column = no_affinity(request.c.user_id) if sqlite else request.c.user_id
+    stamp = _timestamp_type(shape.dialect)
+    conditions = [_time_condition(shape.bounded, stamp)]
+    if shape.models is not None:
+        conditions.append(
+            model_column.in_(bindparam("models", expanding=True, type_=String())) if shape.models else false()
+        )
+    if not shape.everything:
+        reach = []
+        # Both kinds of reach on SQLite: no index for the OR (a "multi-index OR" collects
+        # every matching rowid in memory: memory would grow with the rows); it filters
+        # the window read through the timestamp index instead.
+        token_column = no_affinity(request.c.token_id) if sqlite and shape.reach_email else request.c.token_id
+        if shape.reach_tokens:
+            reach.append(token_column.in_(bindparam("reach_tokens", expanding=True, type_=Integer())))
+        if shape.reach_email:
+            reach.append(and_(
+                user_id_column == bindparam("email", type_=String()),
+                token_column.in_(bindparam("email_tokens", expanding=True, type_=Integer())),
+            ))
+        conditions.append(or_(*reach) if reach else false())
+    if shape.token:
+        conditions.append(request.c.token_id == bindparam("token", type_=Integer()))
+    return conditions
 
 
 def _time_condition(bounded: tuple[bool, ...], stamp):

@@ -23,7 +23,13 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.sql.elements import ColumnElement
 
 from usage_lib.errors import UsageError
-from usage_lib.gateway.schema import OPTIONAL_REQUEST_COLUMNS, REQUIRED_COLUMNS
+from usage_lib.gateway.schema import (
+    LIMIT_COLUMNS,
+    LIMIT_TABLES,
+    OPTIONAL_REQUEST_COLUMNS,
+    PROCESSING_TIME_COLUMN,
+    REQUIRED_COLUMNS,
+)
 
 #: Read-only, UTC, and no JIT: our statements run a few hundred milliseconds at most, and
 #: at 10M requests the planner's cost passes `jit_above_cost`, where compiling cost more
@@ -55,6 +61,10 @@ class Database:
     url: str
     has_user_id: bool
     statements: StatementCounter
+    #: The request table has `processing_time_ms` (upcoming gateways).
+    has_processing_time: bool = False
+    #: Orgs, teams and profiles carry per-minute rate limits.
+    has_limits: bool = False
 
     @property
     def dialect(self) -> str:
@@ -133,8 +143,17 @@ def _describe_connect_error(exc: DBAPIError, url: URL) -> str:
     return f"cannot open database: {message}"
 
 
-def _check_schema(engine: Engine) -> bool:
-    """Fail with the missing tables/columns named; return whether `user_id` is logged."""
+@dataclass(frozen=True)
+class _Schema:
+    """What of the optional schema a gateway has."""
+
+    has_user_id: bool
+    has_processing_time: bool
+    has_limits: bool
+
+
+def _check_schema(engine: Engine) -> _Schema:
+    """Fail with the missing tables/columns named; say which optional columns exist."""
     inspector = inspect(engine)
     present = set(inspector.get_table_names())
     missing = [name for name in REQUIRED_COLUMNS if name not in present]
@@ -142,15 +161,17 @@ def _check_schema(engine: Engine) -> bool:
         raise UsageError(
             "not an Aqueduct gateway database: missing table(s) " + ", ".join(missing)
         )
-    has_user_id = True
+    columns = {table: {column["name"] for column in inspector.get_columns(table)} for table in REQUIRED_COLUMNS}
     for table, wanted in REQUIRED_COLUMNS.items():
-        columns = {column["name"] for column in inspector.get_columns(table)}
-        absent = [name for name in wanted if name not in columns]
+        absent = [name for name in wanted if name not in columns[table]]
         if absent:
             raise UsageError(f"table {table} lacks column(s) " + ", ".join(absent))
-        if table == "management_request":
-            has_user_id = all(name in columns for name in OPTIONAL_REQUEST_COLUMNS)
-    return has_user_id
+    requests = columns["management_request"]
+    return _Schema(
+        has_user_id=all(name in requests for name in OPTIONAL_REQUEST_COLUMNS),
+        has_processing_time=PROCESSING_TIME_COLUMN in requests,
+        has_limits=all(name in columns[table] for table in LIMIT_TABLES for name in LIMIT_COLUMNS),
+    )
 
 
 def database_url(value: str) -> str:
@@ -192,7 +213,7 @@ def open_database(url: str) -> Database:
     else:
         raise UsageError(f"unsupported database {backend!r}: use sqlite:///FILE or postgresql://...")
     try:
-        has_user_id = _check_schema(engine)
+        found = _check_schema(engine)
     except DBAPIError as exc:
         engine.dispose()
         raise UsageError(_describe_connect_error(exc, parsed)) from None
@@ -204,6 +225,8 @@ def open_database(url: str) -> Database:
     return Database(
         engine=engine,
         url=parsed.render_as_string(hide_password=True),
-        has_user_id=has_user_id,
+        has_user_id=found.has_user_id,
         statements=counter,
+        has_processing_time=found.has_processing_time,
+        has_limits=found.has_limits,
     )

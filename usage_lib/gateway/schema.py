@@ -50,11 +50,20 @@ auth_user_groups = Table(
     Column("group_id", Integer, ForeignKey("auth_group.id"), nullable=False),
 )
 
+#: Per-minute rate limits on orgs, teams and user profiles (NULL: no limit at that level).
+LIMIT_COLUMNS = ("requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute")
+
+
+def _limit_columns() -> list[Column]:
+    return [Column(name, Integer, nullable=True) for name in LIMIT_COLUMNS]
+
+
 management_org = Table(
     "management_org",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(255), nullable=False, unique=True),
+    *_limit_columns(),
 )
 
 management_team = Table(
@@ -63,6 +72,7 @@ management_team = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(255), nullable=False),
     Column("org_id", Integer, ForeignKey("management_org.id"), nullable=False),
+    *_limit_columns(),
 )
 
 management_userprofile = Table(
@@ -71,6 +81,7 @@ management_userprofile = Table(
     Column("id", Integer, primary_key=True),
     Column("user_id", Integer, ForeignKey("auth_user.id"), nullable=False, unique=True),
     Column("org_id", Integer, ForeignKey("management_org.id"), nullable=False),
+    *_limit_columns(),
 )
 
 management_teammembership = Table(
@@ -122,6 +133,8 @@ management_request = Table(
     Column("input_tokens", Integer, nullable=False, default=0),
     Column("output_tokens", Integer, nullable=False, default=0),
     Column("user_id", String(255), nullable=False, default=""),
+    # Upcoming gateways: time spent in the gateway before the upstream call.
+    Column("processing_time_ms", Integer, nullable=True),
 )
 
 Index("management_request_timestamp_idx", management_request.c.timestamp)
@@ -163,3 +176,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 
 #: Present in recent gateways only; without it there is no user_id breakdown.
 OPTIONAL_REQUEST_COLUMNS = ("user_id",)
+#: Present in upcoming gateways only; without it the health view has no gateway overhead.
+PROCESSING_TIME_COLUMN = "processing_time_ms"
+#: The tables whose `LIMIT_COLUMNS` set a token's rate limits (all of them, or no limits).
+LIMIT_TABLES = ("management_org", "management_team", "management_userprofile")
