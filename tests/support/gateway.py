@@ -2,6 +2,8 @@
 
 `GatewayBuilder` writes the gateway's tables (from `usage_lib.gateway.schema`) and lets a test
 add orgs, teams, users, service accounts, tokens and requests in a few readable lines.
+Orgs, teams and users (their profiles) take optional per-minute `limits`, e.g.
+`{"requests_per_minute": 10}`; `limit_columns=False` makes a gateway without them.
 Request timestamps are written as the gateway writes them: naive-UTC text on SQLite
 (short form when the microsecond is 0, unless the test asks for the long form) and
 timestamptz on PostgreSQL.
@@ -37,6 +39,7 @@ def django_text(moment: datetime, long_form: bool = False) -> str:
 class GatewayBuilder:
     url: str
     user_id_column: bool = True
+    limit_columns: bool = True
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -48,6 +51,11 @@ class GatewayBuilder:
                 if self.backend == "sqlite":
                     conn.execute(text("DROP INDEX management_request_user_id_idx"))
                 conn.execute(text("ALTER TABLE management_request DROP COLUMN user_id"))
+        if not self.limit_columns:
+            with self.engine.begin() as conn:
+                for table in schema.LIMIT_TABLES:
+                    for column in schema.LIMIT_COLUMNS:
+                        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
         with self.engine.begin() as conn:
             conn.execute(insert(schema.auth_group), [{"id": i, "name": n} for n, i in GROUP_IDS.items()])
         self._profiles: dict[int, int] = {}
@@ -62,11 +70,11 @@ class GatewayBuilder:
             conn.execute(insert(table), [values])
         return values["id"]
 
-    def org(self, name: str) -> int:
-        return self._insert(schema.management_org, name=name)
+    def org(self, name: str, limits: dict[str, int] | None = None) -> int:
+        return self._insert(schema.management_org, name=name, **(limits or {}))
 
-    def team(self, org: int, name: str) -> int:
-        return self._insert(schema.management_team, name=name, org_id=org)
+    def team(self, org: int, name: str, limits: dict[str, int] | None = None) -> int:
+        return self._insert(schema.management_team, name=name, org_id=org, **(limits or {}))
 
     def user(
         self,
@@ -78,8 +86,10 @@ class GatewayBuilder:
         teams: dict[int, bool] | None = None,
         active: bool = True,
         extra_roles: tuple[str, ...] = (),
+        limits: dict[str, int] | None = None,
     ) -> int:
-        """A user; `org` None means no profile; `teams` maps team id to is_admin."""
+        """A user; `org` None means no profile; `teams` maps team id to is_admin;
+        `limits` are the profile's."""
         user_id = self._insert(
             schema.auth_user,
             username=username,
@@ -89,7 +99,7 @@ class GatewayBuilder:
         for group in ((role,) if role else ()) + extra_roles:
             self._insert(schema.auth_user_groups, user_id=user_id, group_id=GROUP_IDS[group])
         if org is not None:
-            profile = self._insert(schema.management_userprofile, user_id=user_id, org_id=org)
+            profile = self._insert(schema.management_userprofile, user_id=user_id, org_id=org, **(limits or {}))
             self._profiles[user_id] = profile
             for team_id, is_admin in (teams or {}).items():
                 self._insert(

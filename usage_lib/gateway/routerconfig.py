@@ -1,8 +1,10 @@
 """The gateway's model list, read from its LiteLLM-style router configuration (SPEC §1),
-and the custom per-model prices that LiteLLM's format lets it carry (issue 14)."""
+the custom per-model prices that LiteLLM's format lets it carry (issue 14), and the
+per-model weights of the gateway's request rate limit (issue 15)."""
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,10 @@ RouterPrice = tuple[str, Decimal, Decimal]
 COST_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
 MILLION = Decimal(1_000_000)
+
+#: The `model_info` key by which a request of a model counts 1/multiplier towards the
+#: gateway's requests-per-minute limit (default 1).
+MULTIPLIER_KEY = "request_limit_multiplier"
 
 
 def parse_yaml(text: str, source: str) -> Any:
@@ -132,6 +138,33 @@ def parse_router_prices(
     return tuple(prices), tuple(notices)
 
 
+def parse_request_multipliers(text: str, source: str = "router config") -> dict[str, float]:
+    """{model_name: request limit multiplier} for the models whose `model_info` sets
+    `request_limit_multiplier`; models without it count 1 a request.
+
+    A model balanced over several deployments takes its first entry's `model_info`, the
+    one a lookup by name finds. A value that is not a positive number is a one-line
+    UsageError naming the model.
+    """
+    multipliers: dict[str, float] = {}
+    seen: set[str] = set()
+    for position, name, entry in _model_list(text, source):
+        if name in seen:
+            continue
+        seen.add(name)
+        info = entry.get("model_info")
+        value = info.get(MULTIPLIER_KEY) if isinstance(info, dict) else None
+        if value is None:
+            continue
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise UsageError(
+                f"{source}: model_list entry {position} ({name}): {MULTIPLIER_KEY} is not a positive number: {value!r}"
+            )
+        multipliers[name] = number
+    return multipliers
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -144,6 +177,12 @@ def _read(path: Path) -> str:
 def load_router_config(path: str | Path) -> tuple[str, ...]:
     """Read a router configuration file; see `parse_router_config`."""
     return parse_router_config(_read(Path(path)), source=str(path))
+
+
+def load_request_multipliers(path: str | Path) -> dict[str, float]:
+    """Read a router configuration file's request limit multipliers; see
+    `parse_request_multipliers`."""
+    return parse_request_multipliers(_read(Path(path)), source=str(path))
 
 
 def load_router_prices(path: str | Path) -> tuple[tuple[RouterPrice, ...], tuple[tuple[str, str], ...]]:
