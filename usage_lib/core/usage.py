@@ -627,6 +627,52 @@ def _read(conn, db: Database, scope: Scope, win: Window, models: Sequence[str] |
                     unrecorded=settled.unrecorded if settled is not None else ())
 
 
+@dataclass(frozen=True)
+class Context:
+    """Who is looking at what (`open_context`): the normalised selection and what it
+    fell back from, the window, the catalogue and the viewer's scope."""
+
+    selection: Selection
+    selection_notes: tuple[str, ...]
+    window: Window
+    catalogue_rows: list[Mapping[str, Any]]
+    catalogue: Catalogue
+    scope: Scope
+    notices: tuple[str, ...]
+
+    def log_fallbacks(self) -> None:
+        """Put on record every choice the viewer may not make (or garbage): it was shown
+        narrower."""
+        person = self.scope.viewer
+        for note in self.selection_notes + self.scope.fallbacks:
+            log.warning("viewer %s (%s): %s", person.label, person.role, note)
+
+
+def open_context(conn, db: Database, viewer: str, selection: Selection | None, models: Sequence[str] | None,
+                 archive: SettledSource | None = None) -> Context:
+    """The first two statements of a refresh (viewer, catalogue) and what follows from
+    them: the window and the viewer's scope, with every fallback noted."""
+    selection, selection_notes = (selection or Selection()).normalised()
+    tz = zone(selection.tz)
+    now = _as_of(selection.now, selection.tz)
+    if selection.custom:
+        win = range_window(selection.start, selection.end, now, tz)
+    else:
+        win = window(selection.span, now, tz)
+    person = access.resolve_viewer(conn.execute(queries.viewer_statement(viewer.strip())).mappings(), viewer)
+    catalogue_rows = list(conn.execute(queries.catalogue_statement(models is None)).mappings())
+    if archive is not None:
+        catalogue_rows = with_last_seen(catalogue_rows, archive.last_seen())
+    catalogue = access.build_catalogue(catalogue_rows)
+    scope = access.resolve_scope(person, catalogue, org=selection.org, token=selection.token)
+    notices: tuple[str, ...] = ()
+    if not db.has_user_id:
+        scope = dataclasses.replace(scope, reach=dataclasses.replace(scope.reach, email=None))
+        notices = (NO_USER_ID_NOTICE,)
+    return Context(selection=selection, selection_notes=selection_notes, window=win, catalogue_rows=catalogue_rows,
+                   catalogue=catalogue, scope=scope, notices=notices)
+
+
 def compute_usage(
     db: Database,
     viewer: str,
@@ -648,25 +694,12 @@ def compute_usage(
     statement) for each figure's change. Raises `UsageError` for an unknown viewer,
     zone or span.
     """
-    selection, selection_notes = (selection or Selection()).normalised()
     prices = prices if prices is not None else NO_PRICES
-    tz = zone(selection.tz)
-    now = _as_of(selection.now, selection.tz)
-    if selection.custom:
-        win = range_window(selection.start, selection.end, now, tz)
-    else:
-        win = window(selection.span, now, tz)
     with db.connect() as conn:
-        person = access.resolve_viewer(conn.execute(queries.viewer_statement(viewer.strip())).mappings(), viewer)
-        catalogue_rows = list(conn.execute(queries.catalogue_statement(models is None)).mappings())
-        if archive is not None:
-            catalogue_rows = with_last_seen(catalogue_rows, archive.last_seen())
-        catalogue = access.build_catalogue(catalogue_rows)
-        scope = access.resolve_scope(person, catalogue, org=selection.org, token=selection.token)
-        notices: list[str] = []
-        if not db.has_user_id:
-            scope = dataclasses.replace(scope, reach=dataclasses.replace(scope.reach, email=None))
-            notices.append(NO_USER_ID_NOTICE)
+        context = open_context(conn, db, viewer, selection, models, archive)
+        selection, selection_notes, win, scope = context.selection, context.selection_notes, context.window, context.scope
+        catalogue, catalogue_rows = context.catalogue, context.catalogue_rows
+        notices = list(context.notices)
         by_user_id = scope.top_kind == "user_id" and db.has_user_id
         reading = _read(conn, db, scope, win, models, prices, archive, by_user_id)
         notices.extend(reading.notices)
@@ -674,9 +707,7 @@ def compute_usage(
         if compare:
             earlier = _read(conn, db, scope, previous_window(win), models, prices, archive, by_user_id)
             notices.extend(_previous_held(earlier, previous_window(win), _oldest(catalogue_rows), archive is not None))
-    for note in selection_notes + scope.fallbacks:
-        # A choice the viewer may not make (or garbage): shown narrower, and on record.
-        log.warning("viewer %s (%s): %s", person.label, person.role, note)
+    context.log_fallbacks()
     notices.extend(prices.notices)
     known = tuple(models) if models is not None else tuple(
         sorted(row["name"] for row in catalogue_rows if row["kind"] == "model")
