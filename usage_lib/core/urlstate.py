@@ -1,11 +1,15 @@
 """Dashboard state in the URL: the gateway's `?org=&span=&token=` (plus `top`, `start`
-and `end` for a custom range, and `tz`, the viewer's time zone), never identity.
+and `end` for a custom range, `tz`, the viewer's time zone, and `refresh`, the page's
+auto-refresh interval), never identity.
 
 Values are passed on as requested; `compute_usage` checks them against the viewer's
 role on every refresh and falls back as SPEC §2 says, so garbage is harmless here. The
 zone is checked by the page (`zone_or_default`): an unknown one falls back to the
 operator's zone with a note, and the operator's zone is never written into the URL, so
-addresses made before there was a zone picker stay as they were.
+addresses made before there was a zone picker stay as they were. Auto-refresh is off
+unless the address says otherwise (`refresh=30s|1m|5m`, `REFRESH_INTERVALS`); an unknown
+interval is off, with a note (`refresh_or_off`). It is a setting of the page, not part of
+the view: Back and Forward keep it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,12 @@ from usage_lib.core.spans import DEFAULT_SPAN
 
 log = logging.getLogger(__name__)
 
-STATE_KEYS = ("org", "span", "token", "top", "start", "end", "tz")
+#: The auto-refresh key and its choices: value -> seconds between two refreshes.
+REFRESH_KEY = "refresh"
+REFRESH_OFF = "off"
+REFRESH_INTERVALS = {"30s": 30, "1m": 60, "5m": 300}
+
+STATE_KEYS = ("org", "span", "token", "top", "start", "end", "tz", REFRESH_KEY)
 IDENTITY_KEYS = ("viewer", "user", "email", "username", "as", "identity")
 #: A time's `+01:00` offset typed into an address unencoded arrives as a space.
 _SPACED_OFFSET = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d(?::?\d\d)?)$")
@@ -52,9 +61,27 @@ def zone_or_default(requested: object, default: str) -> tuple[str, str | None]:
     the note saying so, as `Selection.normalised` notes an unknown span."""
     if requested == default or (isinstance(requested, str) and requested in iana_zones()):
         return requested, None
+    return default, f"unknown time zone {_shown(requested)!r}; showing {default}"
+
+
+def _shown(requested: object) -> str:
+    """A refused value as a note quotes it: cut after 80 characters."""
     text = str(requested)
-    shown = text if len(text) <= 80 else f"{text[:80]}\u2026"
-    return default, f"unknown time zone {shown!r}; showing {default}"
+    return text if len(text) <= 80 else f"{text[:80]}\u2026"
+
+
+def refresh_from_query(query: str | None) -> str:
+    """The URL's auto-refresh interval as given (`refresh_or_off` checks it); off without one."""
+    values = parse_qs(query or "", keep_blank_values=True).get(REFRESH_KEY, [""])
+    return values[0].strip() or REFRESH_OFF
+
+
+def refresh_or_off(requested: object) -> tuple[str, str | None]:
+    """The auto-refresh for a `requested` one: itself if it is off or one of
+    `REFRESH_INTERVALS`, else off and the note saying so."""
+    if requested == REFRESH_OFF or (isinstance(requested, str) and requested in REFRESH_INTERVALS):
+        return requested, None
+    return REFRESH_OFF, f"unknown auto-refresh interval {_shown(requested)!r}; auto-refresh is off"
 
 
 def selection_from_query(query: str | None, base: Selection) -> Selection:
@@ -81,10 +108,11 @@ def selection_from_query(query: str | None, base: Selection) -> Selection:
 
 def query_for(org: object, span: str, token: object, top: int,
               start: datetime | None = None, end: datetime | None = None,
-              *, tz: str | None = None, default_tz: str | None = None) -> str:
+              *, tz: str | None = None, default_tz: str | None = None, refresh: str = REFRESH_OFF) -> str:
     """The query string that reopens this view (no identity, no as-of time): `start` and
     `end` (ISO 8601 with offset) instead of `span` for a custom range; `tz` unless it is
-    `default_tz`, the operator's zone (which a URL without `tz` means)."""
+    `default_tz`, the operator's zone (which a URL without `tz` means); `refresh` unless
+    auto-refresh is off."""
     params: dict[str, object] = {"org": "all" if org is None else org}
     if start is not None and end is not None:
         params["start"] = start.isoformat()
@@ -96,4 +124,6 @@ def query_for(org: object, span: str, token: object, top: int,
     params["top"] = top
     if tz and tz != default_tz:
         params["tz"] = tz
+    if refresh != REFRESH_OFF:
+        params[REFRESH_KEY] = refresh
     return urlencode(params)

@@ -37,7 +37,7 @@ from IPython.display import display
 from ipywidgets.widgets.widget_string import HTMLStyle
 
 from usage_lib.core.spans import SPANS, parse_time, range_window, zone
-from usage_lib.core.urlstate import query_for, selection_from_query, zone_or_default
+from usage_lib.core.urlstate import REFRESH_OFF, query_for, refresh_or_off, selection_from_query, zone_or_default
 from usage_lib.core.prices import PriceBook
 from usage_lib.core.usage import OTHER_MODELS, TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.errors import UsageError
@@ -47,6 +47,7 @@ from usage_lib.render.labels import COST_TILE, FAILED_SHARE, ROLE_NAMES, TILES, 
 from usage_lib.settings import Settings
 from usage_lib.ui import charts
 from usage_lib.ui.addressbar import AddressBar
+from usage_lib.ui.autorefresh import Ticker, refresh_options
 from usage_lib.ui.export import ExportControl
 from usage_lib.ui.table import Row, TopTable
 from usage_lib.ui.zonepicker import BrowserZone, zone_options
@@ -93,6 +94,11 @@ class Dashboard:
     becomes the scope the core actually showed. `tz` is the viewer's time zone (from the
     address or the zone picker; default: the operator's, `settings.view.tz`): an unknown
     one falls back to the operator's with a notice.
+
+    `refresh` is the auto-refresh asked for (`urlstate.REFRESH_INTERVALS`, or off, the
+    default; an unknown one is off, with a notice): the page's `ticker` then refreshes the
+    view shown, on a new as-of time. A failed auto-refresh keeps the figures on screen
+    and says why above them, once.
     """
 
     def __init__(
@@ -107,6 +113,7 @@ class Dashboard:
         compute: Compute = compute_usage,
         tz: str | None = None,
         prices: PriceBook | None = None,
+        refresh: str = REFRESH_OFF,
     ) -> None:
         self.settings = settings
         #: Who is looking (default: the settings' fixed viewer).
@@ -118,6 +125,10 @@ class Dashboard:
         self.zone_message: str | None = None
         self.selection = dataclasses.replace(base, tz=self._checked_zone(tz or settings.view.tz),
                                              now=settings.view.now)
+        #: Why the auto-refresh asked for is off (an unknown interval), or None.
+        self.refresh_message: str | None = None
+        #: The auto-refresh chosen: off or a key of `urlstate.REFRESH_INTERVALS`.
+        self.auto_refresh = self._checked_refresh(refresh)
         self.usage: Usage | None = None
         self.error: str | None = None
         self.timings: dict[str, float] = {}
@@ -209,6 +220,14 @@ class Dashboard:
         )
         self.zone_dropdown.add_class("aq-zone-select")
         self.zone_dropdown.observe(self._on_zone, names="value")
+        self.refresh_dropdown = widgets.Dropdown(options=refresh_options(), value=self.auto_refresh,
+                                                 layout=self._plain_layout)
+        self.refresh_dropdown.add_class("aq-refresh-select")
+        self.refresh_dropdown.observe(self._on_refresh_choice, names="value")
+        # Shown beside `widget`, like the address bar.
+        self.ticker = Ticker()
+        self.ticker.follow(self.auto_refresh)
+        self.ticker.on_tick(self._on_tick)
         self.range_control = self._box(
             widgets.HBox,
             [
@@ -230,6 +249,7 @@ class Dashboard:
                 self._control("Custom Range", self.range_control, "aq-control-range"),
                 self._control("Top", self.top_toggle, "aq-control-top"),
                 self._control("Time Zone", self.zone_dropdown, "aq-control-zone"),
+                self._control("Auto-refresh", self.refresh_dropdown, "aq-control-refresh"),
                 spacer,
                 self.as_of,
             ],
@@ -515,6 +535,30 @@ class Dashboard:
         finally:
             self._syncing = syncing
 
+    def _checked_refresh(self, requested: object) -> str:
+        """`requested` if it is an auto-refresh to run, else off (and `refresh_message` says why)."""
+        choice, note = refresh_or_off(requested)
+        if note is not None:
+            log.warning("viewer %s: %s", self.viewer, note)
+            self.refresh_message = note
+        return choice
+
+    def _on_refresh_choice(self, change) -> None:
+        """The auto-refresh control: tick at its interval and keep it in the address (the
+        view shown stays: no refresh now)."""
+        self.refresh_message = None
+        self.auto_refresh = self._checked_refresh(change["new"])
+        self.ticker.follow(self.auto_refresh)
+        if self.usage is not None:
+            self._show_address(self.usage.tz)
+        self._show_notices()
+
+    def _on_tick(self) -> None:
+        """The ticker asks for a refresh: the view shown, on a new as-of time (none while
+        a refresh runs, nor with auto-refresh off)."""
+        if not self._busy and self.auto_refresh != REFRESH_OFF:
+            self.refresh(auto=True)
+
     def _on_row(self, row: Row) -> None:
         if self._busy or self.usage is None or not row.can_open:
             return
@@ -561,8 +605,9 @@ class Dashboard:
             self._prices = self.settings.prices()
         return self._db, self._models, self._prices
 
-    def refresh(self) -> Usage | None:
-        """Recompute every panel with one `compute_usage` call; errors become a message."""
+    def refresh(self, *, auto: bool = False) -> Usage | None:
+        """Recompute every panel with one `compute_usage` call; errors become a message.
+        A failed `auto` refresh (the ticker's) keeps the figures shown (`_show_stale`)."""
         if self._busy:
             return self.usage
         self.export.reset()
@@ -580,11 +625,17 @@ class Dashboard:
             self._adopt(usage)
             self._render(usage)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a readable message
-            if isinstance(exc, UsageError):
+            message = describe_error(exc)
+            if auto and message == self.error:
+                log.debug("auto-refresh failed again: %s", message)
+            elif isinstance(exc, UsageError):
                 log.warning("refresh failed: %s", exc)
             else:
                 log.exception("refresh failed")
-            self._show_error(describe_error(exc))
+            if auto and self.usage is not None:
+                self._show_stale(message)
+            else:
+                self._show_error(message)
             computed = time.perf_counter()
         finally:
             self._set_loading(False)
@@ -602,6 +653,7 @@ class Dashboard:
             self.widget.remove_class("aq-loading")
         for control in self.controls:
             control.disabled = loading
+        self.ticker.busy = loading
 
     def _adopt(self, usage: Usage) -> None:
         """Take the effective scope as the new request, and make the controls show it."""
@@ -619,9 +671,7 @@ class Dashboard:
             end=window.until,
             top=usage.top_k,
         )
-        self.address.show(query_for(self.selection.org, self.selection.span, self.selection.token, self.selection.top,
-                                    self.selection.start, self.selection.end,
-                                    tz=usage.tz, default_tz=self.settings.view.tz), push=self._push)
+        self._show_address(usage.tz)
         self._syncing = True
         try:
             if scope.viewer.role == "admin":
@@ -643,6 +693,13 @@ class Dashboard:
             self.zone_dropdown.value = usage.tz  # checked: the operator's or an IANA zone, both offered
         finally:
             self._syncing = False
+
+    def _show_address(self, tz: str) -> None:
+        """Put the view shown (`selection`, adopted) and the auto-refresh into the address."""
+        selection = self.selection
+        self.address.show(query_for(selection.org, selection.span, selection.token, selection.top,
+                                    selection.start, selection.end, tz=tz, default_tz=self.settings.view.tz,
+                                    refresh=self.auto_refresh), push=self._push)
 
     def _render(self, usage: Usage) -> None:
         scope = usage.scope
@@ -767,6 +824,8 @@ class Dashboard:
                          f"{html.escape(self.range_message)}</div>")
         if self.zone_message is not None:
             parts.append(f'<div class="aq-notice aq-fallback aq-zone-fallback">{html.escape(self.zone_message)}</div>')
+        if self.refresh_message is not None:
+            parts.append(f'<div class="aq-notice aq-fallback aq-refresh-fallback">{html.escape(self.refresh_message)}</div>')
         if usage is not None:
             parts += [f'<div class="aq-notice">{html.escape(n)}</div>' for n in usage.notices]
             parts += [f'<div class="aq-notice aq-fallback">{html.escape(n)}</div>' for n in usage.fallbacks]
@@ -790,6 +849,15 @@ class Dashboard:
         self.table.clear()
         self.as_of.value = ""
         self._set_back_buttons()
+
+    def _show_stale(self, message: str) -> None:
+        """A failed auto-refresh: the figures shown stay, under the reason (the same
+        failure again changes nothing on the page; a refresh that succeeds clears it)."""
+        self.error = message
+        self.error_box.value = (
+            f'<div class="aq-error-text aq-stale"><strong>Could not refresh.</strong> {html.escape(message)} '
+            "The figures below are the last ones loaded.</div>"
+        )
 
     def _set_back_buttons(self) -> None:
         usage = self.usage
@@ -832,6 +900,7 @@ def show_dashboard(settings: Settings, selection: Selection | None = None, *, fo
     display(dashboard.widget)
     # Beside the dashboard, like the address bar: snapshots embed `widget` alone.
     display(dashboard.browser_zone)
+    display(dashboard.ticker)
     if follow_address:
         display(dashboard.address)
     return dashboard
