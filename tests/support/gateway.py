@@ -40,6 +40,7 @@ class GatewayBuilder:
     url: str
     user_id_column: bool = True
     limit_columns: bool = True
+    processing_time_column: bool = True
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -56,6 +57,9 @@ class GatewayBuilder:
                 for table in schema.LIMIT_TABLES:
                     for column in schema.LIMIT_COLUMNS:
                         conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        if not self.processing_time_column:
+            with self.engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE management_request DROP COLUMN {schema.PROCESSING_TIME_COLUMN}"))
         with self.engine.begin() as conn:
             conn.execute(insert(schema.auth_group), [{"id": i, "name": n} for n, i in GROUP_IDS.items()])
         self._profiles: dict[int, int] = {}
@@ -134,6 +138,7 @@ class GatewayBuilder:
         input_tokens: int = 10,
         output_tokens: int = 5,
         user_id: str = "",
+        processing_ms: int | None = None,
         long_form: bool = False,
         count: int = 1,
     ) -> None:
@@ -153,6 +158,8 @@ class GatewayBuilder:
         }
         if self.user_id_column:
             columns["user_id"] = user_id
+        if self.processing_time_column:
+            columns[schema.PROCESSING_TIME_COLUMN] = processing_ms
         names = ", ".join(["id", *columns])
         marks = ", ".join(f":{name}" for name in ["id", *columns])
         rows = [{"id": next(self._request_ids), **columns} for _ in range(count)]

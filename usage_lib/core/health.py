@@ -1,0 +1,441 @@
+"""The gateway's health for one viewer and selection (issue 15): latency percentiles,
+failures by kind, requests in flight or without reported tokens, gateway overhead and
+rate-limit headroom, within the viewer's reach (SPEC §2), as `compute_health`.
+
+One statement over the window (`health_query`) counts requests per model, chart bucket,
+path kind, status code, latency bin (`latency`) and whether both token counts are 0;
+every figure here is a sum over those counts. None of the gateway's own figures
+(`usage.compute_usage`) comes from here or changes.
+
+Choices where the issue leaves room:
+- a request "without reported tokens" is a completion (SPEC's path rule) that finished
+  without failing (status below 400) with 0 input and 0 output tokens: a failed request
+  legitimately has none;
+- failures: 4xx are the 400-499 codes but 429 (rate limited, on its own), 5xx are 500
+  and above; a NULL status is in flight, not a failure;
+- the failure rate is failed / all requests (in flight included, as the Failed tile).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
+
+from usage_lib.core import headroom as limits, latency, queries
+from usage_lib.core.queries import COMPLETION_PATH, EMBEDDING_PATH, Shape, bucket_index, no_affinity
+from usage_lib.core.spans import Window
+from usage_lib.core.usage import Context, Selection, open_context
+from usage_lib.gateway.db import Database
+from usage_lib.gateway.schema import management_request as request
+
+#: Path kinds with a latency, in SPEC's order.
+PATH_KINDS = ("completion", "embedding")
+#: Failure kinds, in the charts' stacking order.
+FAILURE_KINDS = ("4xx", "429", "5xx")
+HEALTH_JSON_VERSION = 1
+NO_PROCESSING_TIME_NOTICE = (
+    "This gateway's database has no processing_time_ms column (gateways before it log "
+    "no time spent in the gateway itself): no gateway overhead shown."
+)
+
+
+def failure_kind(status: int | None) -> str:
+    """'in flight' (no status yet), 'ok' (below 400), '429', '4xx' or '5xx'."""
+    if status is None:
+        return "in flight"
+    if status < 400:
+        return "ok"
+    if status == 429:
+        return "429"
+    return "4xx" if status < 500 else "5xx"
+
+
+def health_query(db: Database, context: Context, models: Sequence[str] | None) -> tuple[Select, dict[str, object]]:
+    """The health statement and its parameters, over the same rows as the usage
+    statement (window, models, reach, token): `queries.statement_inputs`."""
+    win = context.window
+    shape, params = queries.statement_inputs(db, context.scope, models, queries.window_ranges(win), win.edges)
+    return _health_template(shape, db.has_processing_time), params
+
+
+#: Status codes are kept as code + 1 (0: none yet); codes outside 0-998 as 999.
+STATUS_SLOTS = 1000
+#: Latency bins are kept as bin + 1 (0: no response time).
+BIN_SLOTS = latency.BINS + 1
+
+
+def _status_part(status):
+    return case((status.is_(None), 0), (and_(status >= 0, status < STATUS_SLOTS - 1), status + 1),
+                else_=STATUS_SLOTS - 1)
+
+
+def _bin_part(milliseconds):
+    return case((milliseconds.is_(None), 0), else_=latency.bin_expression(milliseconds) + 1)
+
+
+def _health_template(shape: Shape, processing: bool) -> Select:
+    """Counts per (model, path, slot): the slot packs the model's position in the
+    configuration, the status, whether both token counts are 0, the latency bin and the
+    bucket into one integer (`_Counts.of` unpacks it). Sorting (SQLite) or hashing
+    (PostgreSQL) one integer and the raw path cost a third of grouping by those
+    columns themselves; the path is classified once per group, as in the usage
+    statement."""
+    stamp_type = String() if shape.dialect == "sqlite" else DateTime(timezone=True)
+    timestamp = no_affinity(request.c.timestamp) if shape.dialect == "sqlite" else request.c.timestamp
+    cuts = [bindparam(f"cut_{index}", type_=stamp_type) for index in range(shape.cuts)]
+    conditions = queries.window_conditions(shape)
+    model = queries.model_expression(shape)
+    zero = case((and_(request.c.input_tokens == 0, request.c.output_tokens == 0), 1), else_=0)
+    slot = ((_status_part(request.c.status_code) * 2 + zero) * BIN_SLOTS + _bin_part(request.c.response_time_ms)) \
+        * (shape.cuts + 1) + bucket_index(timestamp, cuts, 0, shape.cuts)
+    if shape.models:
+        names = [bindparam(f"model_{index}", type_=String()) for index in range(shape.models)]
+        position = case(*((model == name, index) for index, name in enumerate(names)), else_=0)
+        slot = position * (STATUS_SLOTS * 2 * BIN_SLOTS * (shape.cuts + 1)) + slot
+        model_column = cast(null(), String)
+    else:
+        model_column = model
+    slot = cast(slot, BigInteger).label("slot")
+    rows = (
+        select(model_column.label("model"), slot, request.c.path,
+               func.count().label("n"), func.min(request.c.timestamp).label("oldest"))
+        .where(*conditions)
+        .group_by(literal_column("slot"), model_column, request.c.path)
+        .subquery("health_groups")
+    )
+    completion = case((rows.c.path.ilike(COMPLETION_PATH), 1), else_=0)
+    embedding = case((rows.c.path.ilike(EMBEDDING_PATH), 1), else_=0)
+    main = select(
+        literal("response").label("part"), rows.c.model, rows.c.slot,
+        completion.label("completion"), embedding.label("embedding"),
+        func.sum(rows.c.n).label("n"), func.min(rows.c.oldest).label("oldest"),
+    ).group_by(rows.c.model, rows.c.slot, completion, embedding)
+    if not processing:
+        return main
+    # Gateway overhead: its own histogram per path kind (a second pass over the window).
+    processing_slot = cast(_bin_part(request.c.processing_time_ms) * (shape.cuts + 1), BigInteger)
+    path_completion = case((request.c.path.ilike(COMPLETION_PATH), 1), else_=0)
+    path_embedding = case((request.c.path.ilike(EMBEDDING_PATH), 1), else_=0)
+    overhead = select(
+        literal("processing").label("part"), cast(null(), String).label("model"), processing_slot.label("slot"),
+        path_completion.label("completion"), path_embedding.label("embedding"),
+        func.count().label("n"), cast(null(), stamp_type).label("oldest"),
+    ).where(*conditions, request.c.processing_time_ms.is_not(None)).group_by(
+        path_completion, path_embedding, processing_slot)
+    return union_all(main, overhead)
+
+
+@dataclass(frozen=True)
+class Health:
+    """The health figures of one refresh.
+
+    - `latency`: per path kind (index 'completion', 'embedding'): requests with a
+      response time, and its p50, p90, p95, p99 (ms; NaN without requests);
+      `latency_by_model`: the same per (model, kind); `latency_over_time`: per bucket,
+      p50 and p95 of each kind (`<kind>_p50`, `<kind>_p95`).
+    - `statuses`: requests per status code (NA: in flight) with its kind
+      (`failure_kind`).
+    - `failures_over_time`: per bucket, requests, each of `FAILURE_KINDS`, failed and
+      failure_rate; `failures_by_model`: the same per model, with in_flight and
+      tokens_unknown.
+    - `in_flight`, `oldest_in_flight`: requests without a status yet, and the oldest's
+      timestamp; `tokens_unknown`: completions that ended without reported tokens.
+    - `processing`: like `latency`, for the time spent in the gateway before the
+      upstream call (None when the gateway does not log it).
+    - `headroom`: per token of the reach, its busiest minute against its limits
+      (`headroom.read_headroom`; None for standard users or without limits);
+      `near_limit`: the tokens within `headroom.NEAR_LIMIT` of a limit.
+    """
+
+    window: Window
+    tz: str
+    latency: pd.DataFrame
+    latency_by_model: pd.DataFrame
+    latency_over_time: pd.DataFrame
+    statuses: pd.DataFrame
+    failures_over_time: pd.DataFrame
+    failures_by_model: pd.DataFrame
+    in_flight: int
+    oldest_in_flight: datetime | None
+    tokens_unknown: int
+    processing: pd.DataFrame | None
+    headroom: pd.DataFrame | None
+    near_limit: pd.DataFrame | None
+    notices: tuple[str, ...] = field(default=())
+
+    @property
+    def oldest_in_flight_age_s(self) -> float | None:
+        """How long the oldest request in flight has been waiting, at `now` (seconds)."""
+        if self.oldest_in_flight is None:
+            return None
+        return max(0.0, (self.window.now - self.oldest_in_flight).total_seconds())
+
+    def to_json(self) -> dict[str, Any]:
+        """The report's "health" object (README, "JSON report")."""
+        return {
+            "version": HEALTH_JSON_VERSION,
+            "latency": _percentile_rows(self.latency.reset_index()),
+            "latency_by_model": _percentile_rows(self.latency_by_model),
+            "latency_over_time": [
+                {"bucket": row["bucket"].isoformat(), **{k: _number(v) for k, v in row.items() if k != "bucket"}}
+                for row in self.latency_over_time.to_dict("records")
+            ],
+            "statuses": [
+                {"status_code": None if pd.isna(row["status_code"]) else int(row["status_code"]),
+                 "kind": row["kind"], "requests": int(row["requests"])}
+                for row in self.statuses.to_dict("records")
+            ],
+            "failures_over_time": [
+                {"bucket": row["bucket"].isoformat(), **{k: _number(v) for k, v in row.items() if k != "bucket"}}
+                for row in self.failures_over_time.to_dict("records")
+            ],
+            "failures_by_model": [
+                {k: (v if k == "model" else _number(v)) for k, v in row.items()}
+                for row in self.failures_by_model.to_dict("records")
+            ],
+            "in_flight": self.in_flight,
+            "oldest_in_flight": None if self.oldest_in_flight is None else self.oldest_in_flight.isoformat(),
+            "tokens_unknown": self.tokens_unknown,
+            "processing": None if self.processing is None else _percentile_rows(self.processing.reset_index()),
+            "headroom": None if self.headroom is None else _records(self.headroom),
+            "near_limit": None if self.near_limit is None else _records(self.near_limit),
+            "notices": list(self.notices),
+        }
+
+
+def _number(value: Any) -> Any:
+    """JSON-safe: NaN and NA as null, numpy scalars as Python numbers."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _number(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _percentile_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (v if k in ("kind", "model") else _number(v)) for k, v in row.items()}
+            for row in frame.to_dict("records")]
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """The health statement's rows as arrays (one entry per row)."""
+
+    part: np.ndarray
+    model: np.ndarray
+    bucket: np.ndarray
+    completion: np.ndarray
+    embedding: np.ndarray
+    status: list
+    bin: np.ndarray
+    zero: np.ndarray
+    n: np.ndarray
+    oldest: list
+
+    @classmethod
+    def of(cls, rows: Sequence, models: Sequence[str] | None, buckets: int) -> "_Counts":
+        """Unpack the health statement's rows (`_health_template`); `buckets` is the
+        number of cuts + 1 (the bucket after the last edge holds rows stamped later)."""
+        columns = list(zip(*rows)) if rows else [()] * 7
+        slot = np.fromiter((int(v) for v in columns[2]), dtype=np.int64, count=len(columns[2]))
+        rest, bucket = np.divmod(slot, buckets)
+        rest, bin_part = np.divmod(rest, BIN_SLOTS)
+        rest, zero = np.divmod(rest, 2)
+        position, status_part = np.divmod(rest, STATUS_SLOTS)
+        if models:
+            model = np.array(models, dtype=object)[position]
+        else:
+            model = np.array(columns[1], dtype=object)
+        return cls(
+            part=np.array(columns[0], dtype=object), model=model, bucket=bucket,
+            completion=np.fromiter((int(v) for v in columns[3]), dtype=np.int64, count=len(slot)),
+            embedding=np.fromiter((int(v) for v in columns[4]), dtype=np.int64, count=len(slot)),
+            status=[None if part == 0 else int(part) - 1 for part in status_part.tolist()],
+            bin=bin_part - 1, zero=zero,
+            n=np.fromiter((int(v) for v in columns[5]), dtype=np.int64, count=len(slot)),
+            oldest=list(columns[6]),
+        )
+
+
+def _histograms(counts: _Counts, rows: np.ndarray, by: np.ndarray, groups: int) -> np.ndarray:
+    """Histograms (groups, BINS) of the rows selected by the boolean mask `rows`, per
+    group index `by`; rows without a time (bin -1) left out."""
+    chosen = rows & (counts.bin >= 0)
+    result = np.zeros((groups, latency.BINS), dtype=np.int64)
+    np.add.at(result, (by[chosen], counts.bin[chosen]), counts.n[chosen])
+    return result
+
+
+def _percentile_frame(histograms: np.ndarray) -> pd.DataFrame:
+    values = latency.percentiles(histograms)
+    return pd.DataFrame({
+        "requests": histograms.sum(axis=1).astype("int64"),
+        **{f"p{round(q * 100)}": values[:, position] for position, q in enumerate(latency.QUANTILES)},
+    })
+
+
+def _kind_masks(counts: _Counts, part: str) -> dict[str, np.ndarray]:
+    mine = counts.part == part
+    return {"completion": mine & (counts.completion == 1), "embedding": mine & (counts.embedding == 1)}
+
+
+def _latency(counts: _Counts, part: str) -> pd.DataFrame:
+    masks = _kind_masks(counts, part)
+    everything = np.zeros(len(counts.n), dtype=np.int64)
+    histograms = np.vstack([_histograms(counts, masks[kind], everything, 1) for kind in PATH_KINDS])
+    return _percentile_frame(histograms).set_index(pd.Index(PATH_KINDS, name="kind"))
+
+
+def _latency_by_model(counts: _Counts, names: list[str], model_index: np.ndarray) -> pd.DataFrame:
+    frames = []
+    for kind, mask in _kind_masks(counts, "response").items():
+        frame = _percentile_frame(_histograms(counts, mask, model_index, len(names)))
+        frames.append(frame.assign(model=names, kind=kind))
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    result = result[result["requests"] > 0]
+    return result[["model", "kind", *(c for c in result.columns if c not in ("model", "kind"))]].reset_index(drop=True)
+
+
+def _latency_over_time(counts: _Counts, win: Window) -> pd.DataFrame:
+    buckets = len(win.starts)
+    inside = (counts.bucket >= 0) & (counts.bucket < buckets)
+    columns: dict[str, Any] = {"bucket": list(win.starts)}
+    for kind, mask in _kind_masks(counts, "response").items():
+        values = latency.percentiles(_histograms(counts, mask & inside, np.where(inside, counts.bucket, 0), buckets),
+                                     (0.5, 0.95))
+        columns[f"{kind}_p50"] = values[:, 0]
+        columns[f"{kind}_p95"] = values[:, 1]
+    return pd.DataFrame(columns)
+
+
+def _kinds(counts: _Counts) -> np.ndarray:
+    return np.array([failure_kind(status) for status in counts.status], dtype=object)
+
+
+def _failure_table(kinds: np.ndarray, counts: _Counts, rows: np.ndarray, by: np.ndarray, groups: int) -> dict[str, np.ndarray]:
+    """Requests, each failure kind, failed, in flight and the failure rate per group."""
+    def total(mask: np.ndarray) -> np.ndarray:
+        out = np.zeros(groups, dtype=np.int64)
+        np.add.at(out, by[rows & mask], counts.n[rows & mask])
+        return out
+
+    everything = np.ones(len(counts.n), dtype=bool)
+    table = {"requests": total(everything), **{kind: total(kinds == kind) for kind in FAILURE_KINDS}}
+    table["failed"] = sum(table[kind] for kind in FAILURE_KINDS)
+    table["in_flight"] = total(kinds == "in flight")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["failure_rate"] = np.where(table["requests"] > 0, table["failed"] / np.maximum(table["requests"], 1),
+                                         np.nan)
+    return table
+
+
+def _statuses(kinds: np.ndarray, counts: _Counts, response: np.ndarray) -> pd.DataFrame:
+    sums: dict[int | None, int] = {}
+    for status, n, chosen in zip(counts.status, counts.n.tolist(), response.tolist()):
+        if chosen:
+            sums[status] = sums.get(status, 0) + n
+    codes = sorted(sums, key=lambda code: (code is None, code or 0))
+    return pd.DataFrame({
+        "status_code": pd.array(codes, dtype="Int64"),
+        "kind": [failure_kind(code) for code in codes],
+        "requests": pd.Series([sums[code] for code in codes], dtype="int64"),
+    })
+
+
+def _oldest_in_flight(counts: _Counts, kinds: np.ndarray) -> datetime | None:
+    stamps = [stamp for stamp, kind in zip(counts.oldest, kinds) if kind == "in flight" and stamp is not None]
+    if not stamps:
+        return None
+    moments = [datetime.fromisoformat(s) if isinstance(s, str) else s for s in stamps]
+    # SQLite keeps naive UTC text.
+    return min(m if m.tzinfo is not None else m.replace(tzinfo=timezone.utc) for m in moments)
+
+
+def shape_health(rows: Sequence, models: Sequence[str] | None, win: Window, tz: str, has_processing_time: bool,
+                 headroom: pd.DataFrame | None, notices: tuple[str, ...] = ()) -> Health:
+    """The figures from the health statement's rows (`models`: the configured ones)."""
+    counts = _Counts.of(rows, models, len(win.edges) + 1)
+    response = counts.part == "response"
+    kinds = _kinds(counts)
+    names = sorted({name for name, chosen in zip(counts.model.tolist(), response.tolist()) if chosen})
+    position = {name: index for index, name in enumerate(names)}
+    model_index = np.fromiter((position.get(name, 0) for name in counts.model.tolist()), dtype=np.int64,
+                              count=len(counts.n))
+    buckets = len(win.starts)
+    inside = response & (counts.bucket >= 0) & (counts.bucket < buckets)
+    over_time = _failure_table(kinds, counts, inside, np.where(inside, counts.bucket, 0), buckets)
+    by_model = _failure_table(kinds, counts, response, model_index, len(names))
+    unknown = response & (counts.completion == 1) & (counts.zero == 1) & (kinds == "ok")
+    unknown_by_model = np.zeros(len(names), dtype=np.int64)
+    np.add.at(unknown_by_model, model_index[unknown], counts.n[unknown])
+    failures_over_time = pd.DataFrame({"bucket": list(win.starts),
+                                       **{k: v for k, v in over_time.items() if k != "in_flight"}})
+    failures_by_model = pd.DataFrame({"model": names, **by_model, "tokens_unknown": unknown_by_model})
+    failures_by_model = failures_by_model.sort_values(["requests", "model"], ascending=[False, True],
+                                                      kind="stable").reset_index(drop=True)
+    in_flight = response & (kinds == "in flight")
+    return Health(
+        window=win,
+        tz=tz,
+        latency=_latency(counts, "response"),
+        latency_by_model=_latency_by_model(counts, names, model_index),
+        latency_over_time=_latency_over_time(counts, win),
+        statuses=_statuses(kinds, counts, response),
+        failures_over_time=failures_over_time,
+        failures_by_model=failures_by_model,
+        in_flight=int(counts.n[in_flight].sum()),
+        oldest_in_flight=_oldest_in_flight(counts, np.where(response, kinds, "")),
+        tokens_unknown=int(counts.n[unknown].sum()),
+        processing=_latency(counts, "processing") if has_processing_time else None,
+        headroom=headroom,
+        near_limit=None if headroom is None else limits.near_limit(headroom),
+        notices=notices if has_processing_time else (*notices, NO_PROCESSING_TIME_NOTICE),
+    )
+
+
+def compute_health(
+    db: Database,
+    viewer: str,
+    selection: Selection | None = None,
+    models: Sequence[str] | None = None,
+    multipliers: Mapping[str, float] | None = None,
+) -> Health:
+    """The health figures for `viewer` and `selection`, over the same requests as
+    `usage.compute_usage` (window, configured `models`, reach, token), read from the
+    gateway: viewer, catalogue, the health statement and, for org admins and global
+    admins of a gateway with limits, the headroom statement. `multipliers` are the
+    router configuration's per-model request-limit multipliers."""
+    with db.connect() as conn:
+        context = open_context(conn, db, viewer, selection, models)
+        statement, params = health_query(db, context, models)
+        rows = conn.execute(statement, params).all()
+        headroom = limits.read_headroom(conn, db, context.scope, context.window, models, multipliers or {})
+    context.log_fallbacks()
+    return shape_health(rows, models, context.window, context.selection.tz, db.has_processing_time, headroom,
+                        context.notices)
