@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Mapping
 
+from usage_lib.core.health import Health, compute_health
 from usage_lib.core.prices import PriceBook, load_price_book
 from usage_lib.core.spans import zone
 from usage_lib.core.usage import Selection, Usage, compute_usage, find_viewer
 from usage_lib.demo import DEMO_ADMIN_EMAIL, demo_paths
 from usage_lib.errors import UsageError
 from usage_lib.gateway.db import database_url, open_database
-from usage_lib.gateway.routerconfig import load_router_config
+from usage_lib.gateway.routerconfig import load_request_multipliers, load_router_config
 from usage_lib.history.archive import Archive, open_archive
 from usage_lib.history.store import open_store
 from usage_lib.history.sync import DEFAULT_RETENTION, DEFAULT_SETTLE, SyncResult, sync
@@ -204,6 +205,23 @@ class Settings:
     def prices(self) -> PriceBook:
         """The models' prices: the router config's, overridden by the prices file."""
         return load_price_book(self.router_config, self.prices_file)
+
+    def multipliers(self) -> dict[str, float]:
+        """The router config's per-model request-limit multipliers (none without one)."""
+        return load_request_multipliers(self.router_config) if self.router_config else {}
+
+    def compute_health(self, selection: Selection | None = None, viewer: str | None = None) -> Health:
+        """The health figures of one view (`compute`'s defaults), from the gateway."""
+        selection = selection or self.view
+        viewer = viewer or self.viewer
+        if not viewer:
+            raise UsageError(f"no viewer: give one, or set {ENV_VIEWER}")
+        models, multipliers = self.models(), self.multipliers()
+        db = open_database(self.db_url)
+        try:
+            return compute_health(db, viewer, selection, models=models, multipliers=multipliers)
+        finally:
+            db.close()
 
     def compute(self, selection: Selection | None = None, viewer: str | None = None) -> Usage:
         """One view in one call: open the database, compute, close.
