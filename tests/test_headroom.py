@@ -29,7 +29,7 @@ import pytest
 from tests.support.gateway import NOW
 from usage_lib import Selection, compute_usage, open_database
 from usage_lib.core import access, queries
-from usage_lib.core.headroom import NEAR_LIMIT, near_limit, read_headroom
+from usage_lib.core.headroom import COLUMNS, NEAR_LIMIT, near_limit, read_headroom
 from usage_lib.core.spans import window
 from usage_lib.errors import UsageError
 from usage_lib.gateway.routerconfig import parse_request_multipliers
@@ -50,7 +50,8 @@ def scope_for(db, viewer: str, org: object = None, token: object = None) -> acce
     return access.resolve_scope(person, catalogue, org=org, token=token)
 
 
-def read(g, viewer: str = "root", models=CONFIG, multipliers=None, org=None, token=None) -> tuple[pd.DataFrame | None, int]:
+def read(g, viewer: str = "root", models=CONFIG, multipliers=None, org=None,
+         token=None) -> tuple[pd.DataFrame | None, int]:
     """read_headroom for `viewer` over the hour before NOW, and the statements it sent."""
     db = open_database(g.url)
     try:
@@ -218,6 +219,24 @@ def test_near_limit_lists_the_tokens_at_80_percent_or_more_largest_first(acme):
     assert NEAR_LIMIT == 0.8
     assert near["token_id"].tolist() == [full, at_80]
     assert near["peak_share"].tolist() == [1.0, 0.8]
+
+
+def test_a_limit_of_zero_is_full_once_used(acme):
+    g, org, root = acme
+    ada = g.user("ada", org=org, limits={REQUESTS: 0})
+    key = g.token(ada, "ada-key")
+    g.request(key, AT_1130)
+    frame = headroom(g)
+    assert row(frame, key)["peak_share"] == math.inf
+    assert near_limit(frame)["token_id"].tolist() == [key]
+
+
+def test_no_requests_in_the_window_give_an_empty_frame_with_every_column(acme):
+    g, org, root = acme
+    g.request(g.token(root, "main"), NOW - timedelta(hours=2))
+    frame = headroom(g)
+    assert list(frame.columns) == list(COLUMNS)
+    assert (len(frame), len(near_limit(frame))) == (0, 0)
 
 
 # --- who sees it -----------------------------------------------------------------------

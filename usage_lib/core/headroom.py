@@ -84,7 +84,8 @@ def _frame(rows: Sequence[Sequence]) -> pd.DataFrame:
     for busiest, limit, _ in MEASURES:
         frame[busiest] = raw[busiest].astype("float64" if busiest == "busiest_requests" else "int64")
         frame[limit] = raw[limit].astype("Int64")
-        shares[limit] = _share(frame[busiest].to_numpy(dtype=float), frame[limit].to_numpy(dtype=float, na_value=np.nan))
+        limits = frame[limit].to_numpy(dtype=float, na_value=np.nan)
+        shares[limit] = _share(frame[busiest].to_numpy(dtype=float), limits)
     frame["peak_share"] = pd.DataFrame(shares, index=frame.index).max(axis=1, skipna=True).astype("float64")
     return frame
 
