@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 
 from tests.support.gateway import GatewayBuilder, build_tiny_org
-from usage_lib import Selection, compute_usage, open_database
+from usage_lib import Selection, compute_health, compute_usage, open_database
 from usage_lib.gateway.db import database_url as db_url
 
 NOW = "2026-11-24T12:00:00+00:00"
@@ -138,7 +138,9 @@ def test_a_csv_snapshot_names_every_file_it_writes(tiny_url, tmp_path):
     result = run("snapshot", "--db", tiny_url.url, "--viewer", "root", "--now", NOW, "--out", str(out))
     assert result.returncode == 0, result.stderr
     written = [line.removeprefix("wrote ") for line in result.stdout.splitlines()]
-    names = ["week.csv", "week.timeseries.csv", "week.models.csv", "week.summary.csv"]
+    names = ["week.csv", "week.timeseries.csv", "week.models.csv", "week.summary.csv", "week.latency.csv",
+             "week.latency_timeseries.csv", "week.failures.csv", "week.failures_by_model.csv", "week.statuses.csv",
+             "week.headroom.csv"]
     assert written == [str(tmp_path / name) for name in names]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
 
@@ -158,7 +160,8 @@ def test_custom_range_gives_the_librarys_json(tiny_url):
     try:
         selection = Selection(tz="Europe/Vienna", now=datetime.fromisoformat(NOW),
                               start="2026-11-24T11:30", end="2026-11-24T12:30")
-        expected = compute_usage(db, "olga", selection).to_json()
+        expected = {**compute_usage(db, "olga", selection).to_json(),
+                    "health": compute_health(db, "olga", selection).to_json()}
     finally:
         db.close()
     assert data == json.loads(json.dumps(expected))

@@ -348,7 +348,7 @@ def test_json_report_follows_the_contract(one_token):
     g.request(token, NOW - timedelta(hours=1), count=2)
     data = usage_of(g).to_json()
     assert set(data) >= {"version", "scope", "metrics", "cost", "previous", "changes", "timeseries", "models", "top"}
-    assert data["version"] == 2
+    assert data["version"] == 3
     assert data["scope"] == {
         "viewer": "root@example.org", "role": "admin", "org": {"id": 1, "name": "Acme"},
         "span": "1d", "token": None, "now": "2026-11-24T12:00:00+00:00",

@@ -21,13 +21,13 @@ from usage_lib.demo import build_demo, demo_paths
 from usage_lib.errors import UsageError
 from usage_lib.history.slices import duration_text, parse_duration
 from usage_lib.history.sync import DEFAULT_RETENTION, DEFAULT_SETTLE
-from usage_lib.render.files import Report, json_bytes
+from usage_lib.render.files import json_bytes
 from usage_lib.render.text import text
 from usage_lib.serving.serve import serve
 from usage_lib.settings import (
     DEMO_DB, ENV_ARCHIVE_URL, ENV_DB_URL, ENV_DEMO, ENV_PRICES, ENV_ROUTER_CONFIG, ENV_TZ, ENV_VIEWER, Settings,
 )
-from usage_lib.snapshot import FORMATS, export_snapshot
+from usage_lib.snapshot import FORMATS, compute_report, export_snapshot, pinned
 
 
 PRICES_HELP = ("prices per million tokens (YAML or CSV: model, input_per_million, output_per_million, currency, "
@@ -79,7 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     settings, selection = _settings(args)
-    report = Report.of(settings.compute(selection))  # a refused choice is noted by _Notes
+    report = compute_report(settings, pinned(selection))  # a refused choice is noted by _Notes
     print(json_bytes(report.data).decode("utf-8") if args.format == "json" else text(report), end="\n" if args.format == "text" else "")
     return 0
 

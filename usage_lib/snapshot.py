@@ -3,7 +3,8 @@
 The format is the output file's suffix: a renderer of `usage_lib.render.registry`
 (.html, .json, .csv, .zip, .txt) over one report, or the real page captured in a
 browser (.pdf, .png: `usage_lib.serving.capture`). Every export takes its figures at one
-instant: the selection's `now`, else the moment the export starts.
+instant: the selection's `now`, else the moment the export starts. The rendered formats
+carry the health figures too (`compute_report`).
 
 Files appear whole or not at all: each is written beside its target under a hidden
 temporary name and renamed into place once every file of the export is written; on any
@@ -16,9 +17,12 @@ import dataclasses
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
+from usage_lib.core.health import Health
 from usage_lib.core.usage import Selection
 from usage_lib.errors import UsageError
 from usage_lib.render.files import Report
@@ -42,29 +46,59 @@ def export_snapshot(settings: Settings, selection: Selection, out: Path | str, v
     viewer = viewer or settings.viewer
     if not viewer:
         raise UsageError("no viewer: give --viewer EMAIL_OR_USERNAME")
-    if selection.now is None:
-        selection = dataclasses.replace(selection, now=datetime.now(timezone.utc).replace(microsecond=0))
+    selection = pinned(selection)
     if suffix in CAPTURED:
         _report, files = capture(settings, viewer, selection, [suffix])
         return write_files(out.parent, {out.name: files[suffix]})
     if suffix == ".html":
-        report = Report.of(*dashboard_view(settings, viewer, selection))
+        usage, widget = dashboard_view(settings, viewer, selection)
+        report = Report.of(usage, widget, view_health(settings, selection, viewer))
     else:
-        report = Report.of(settings.compute(selection, viewer))
+        report = compute_report(settings, selection, viewer)
     return write_files(out.parent, RENDERERS[suffix](report, out.stem))
+
+
+def pinned(selection: Selection) -> Selection:
+    """`selection` at one instant: its `now`, else this moment (to the second)."""
+    if selection.now is not None:
+        return selection
+    return dataclasses.replace(selection, now=datetime.now(timezone.utc).replace(microsecond=0))
+
+
+def compute_report(settings: Settings, selection: Selection, viewer: str | None = None) -> Report:
+    """The report of `viewer`'s `selection` (a pinned one: `pinned`) for a file or the
+    terminal: the figures and the health figures."""
+    usage = settings.compute(selection, viewer)
+    return Report.of(usage, health=view_health(settings, selection, viewer))
+
+
+def view_health(settings: Settings, selection: Selection, viewer: str | None) -> Health:
+    """The health figures of a view whose figures were just computed: what the viewer
+    may not choose is noted already, so it is not noted twice."""
+    with _quiet("usage_lib.core.usage"):
+        return settings.compute_health(selection, viewer)
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Only errors from `logger` while inside."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def dashboard_view(settings: Settings, viewer: str, selection: Selection):
     """The live dashboard's widgets, built in this process (no kernel) and refreshed
     once: (usage, root widget), so that the snapshot looks like the page."""
     dashboard = Dashboard(dataclasses.replace(settings, view=selection), selection, viewer=viewer)
-    quiet = logging.getLogger("usage_lib.ui.dashboard")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # a refused viewer is our one-line error, not also a log line
     try:
-        usage = dashboard.refresh()
+        with _quiet("usage_lib.ui.dashboard"):  # a refused viewer is our one-line error, not also a log line
+            usage = dashboard.refresh()
     finally:
-        quiet.setLevel(level)
         dashboard.close()  # the database; the widgets live on until embedded
     if usage is None:
         raise UsageError(dashboard.error or "the dashboard could not compute its figures")

@@ -34,8 +34,9 @@ PREVIOUS_PARTIAL_NOTICE = (
     "Part of the previous period is not recorded (the gateway deletes old requests; an archive keeps them): "
     "the changes compare with less than was used then."
 )
-#: `Usage.to_json`'s "version": 2 added cost, tokens over time and the previous period.
-JSON_VERSION = 2
+#: The JSON report's "version" (`Usage.to_json`): 2 added cost, tokens over time and the
+#: previous period; 3 the "health" object (`render.files.Report`), purely additive.
+JSON_VERSION = 3
 #: `Usage.model_timeseries`' column of the models not shown one by one.
 OTHER_MODELS = "other"
 DEFAULT_TOP = 100

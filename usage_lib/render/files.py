@@ -1,4 +1,5 @@
-"""File renderers over one report: JSON, CSV (four files), zip.
+"""File renderers over one report: JSON, CSV (four files, and the health figures'
+files when the report has them), zip.
 
 Every renderer takes a `Report` (the figures of one export, with their JSON contract
 computed once) and a file stem, and returns the files to write, by name; it never
@@ -15,29 +16,35 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any, Callable, Mapping, Sequence
 
+from usage_lib.core import latency
+from usage_lib.core.headroom import COLUMNS as HEADROOM_COLUMNS
+from usage_lib.core.health import FAILURE_KINDS, PATH_KINDS, Health
 from usage_lib.core.usage import Usage
+from usage_lib.render.health_figures import health_notes
 
 #: A renderer: (report, file stem) -> {file name: content}.
 Renderer = Callable[["Report", str], dict[str, bytes]]
 
-CSV_PARTS = ("timeseries", "models", "summary")  # beside the top table, `<stem>.<part>.csv`
-ZIP_NAMES = ("top.csv", "timeseries.csv", "models.csv", "summary.csv")
-
 
 @dataclass(frozen=True)
 class Report:
-    """The data of one export: `usage` and its JSON contract (`data`), computed once.
+    """The data of one export: `usage`, its `health` and their JSON contract (`data`),
+    computed once.
 
     `widget` is the dashboard's root widget when the export should embed it (HTML).
+    `health` is None when the export did not compute it: then `data["health"]` is null
+    and the files leave the health figures out.
     """
 
     usage: Usage
     data: Mapping[str, Any]
     widget: Any = field(default=None, compare=False)
+    health: Health | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, usage: Usage, widget: Any = None) -> "Report":
-        return cls(usage=usage, data=usage.to_json(), widget=widget)
+    def of(cls, usage: Usage, widget: Any = None, health: Health | None = None) -> "Report":
+        data = {**usage.to_json(), "health": None if health is None else health.to_json()}
+        return cls(usage=usage, data=data, widget=widget, health=health)
 
 
 def render_json(report: Report, stem: str) -> dict[str, bytes]:
@@ -78,8 +85,9 @@ def top_columns(kind: str) -> list[str]:
     return columns + ["cost", "previous_requests", "change", "status"]
 
 
-def _change(value: Any) -> Any:
-    """A relative change in a CSV cell: rounded to 6 decimals (0.3, not 0.30000000000000004)."""
+def _rounded(value: Any) -> Any:
+    """A fraction (a change, a rate, a share of a limit) or a percentile in a CSV cell:
+    rounded to 6 decimals (0.3, not 0.30000000000000004)."""
     return None if value is None else round(value, 6)
 
 
@@ -101,7 +109,7 @@ def top_csv(data: Mapping[str, Any]) -> bytes:
     columns = top_columns(kind)
     rows = [
         [kind if column == "kind" else _status(row, stopped) if column == "status"
-         else _change(row.get(column)) if column == "change" else row.get(column)
+         else _rounded(row.get(column)) if column == "change" else row.get(column)
          for column in columns]
         for stopped, group in ((False, data["top"]["rows"]), (True, data["top"].get("stopped") or []))
         for row in group
@@ -154,31 +162,101 @@ def summary_csv(data: Mapping[str, Any]) -> bytes:
             *([f"previous_{key}", value] for key, value in previous["metrics"].items()),
             ["previous_cost", previous["cost"]["total"]],
             *([f"previous_{key}", previous["cost"][key]] for key in _COST_KEYS if key != "currency"),
-            *([f"change_{key}", _change(value)] for key, value in (data.get("changes") or {}).items()),
+            *([f"change_{key}", _rounded(value)] for key, value in (data.get("changes") or {}).items()),
         ]
-    rows += [["notice", notice] for notice in data["notices"]]
+    health = data.get("health")
+    if health is not None:
+        rows += [
+            ["in_flight", health["in_flight"]],
+            ["oldest_in_flight", health["oldest_in_flight"]],
+            ["tokens_unknown", health["tokens_unknown"]],
+        ]
+    rows += [["notice", notice] for notice in data["notices"] + (health_notes(data) if health is not None else [])]
     return _csv(["key", "value"], rows)
 
 
+def _table(columns: Sequence[str], records: Sequence[Mapping[str, Any]], rounded: Sequence[str] = ()) -> bytes:
+    """One row per record, its values under `columns`; those in `rounded` to 6 decimals."""
+    return _csv(columns, [[_rounded(record[c]) if c in rounded else record[c] for c in columns] for record in records])
+
+
+#: The percentiles in the health figures: p50, p90, p95, p99.
+PERCENTILES = tuple(f"p{round(q * 100)}" for q in latency.QUANTILES)
+
+
+def latency_csv(health: Mapping[str, Any]) -> bytes:
+    """Percentiles of the time in ms (6 decimals; empty without requests): `measure`
+    "response" per path kind (`model` empty), then per model and kind; "overhead" (the
+    time in the gateway itself) per path kind where the gateway logs it."""
+    groups = (("response", health["latency"]), ("response", health["latency_by_model"]),
+              ("overhead", health["processing"] or []))
+    records = [{"measure": measure, "model": None, **row} for measure, rows in groups for row in rows]
+    return _table(["measure", "kind", "model", "requests", *PERCENTILES], records, PERCENTILES)
+
+
+def latency_timeseries_csv(health: Mapping[str, Any]) -> bytes:
+    """Per bucket, p50 and p95 (ms) of each path kind."""
+    percentiles = [f"{kind}_{p}" for kind in PATH_KINDS for p in ("p50", "p95")]
+    return _table(["bucket", *percentiles], health["latency_over_time"], percentiles)
+
+
+_FAILURES = ("requests", *FAILURE_KINDS, "failed")
+
+
+def failures_csv(health: Mapping[str, Any]) -> bytes:
+    """Per bucket: requests, each failure kind, failed, and the failure rate (0-1)."""
+    return _table(["bucket", *_FAILURES, "failure_rate"], health["failures_over_time"], ["failure_rate"])
+
+
+def failures_by_model_csv(health: Mapping[str, Any]) -> bytes:
+    """Per model: the failures as per bucket, requests in flight and completions
+    without reported tokens."""
+    columns = ["model", *_FAILURES, "in_flight", "failure_rate", "tokens_unknown"]
+    return _table(columns, health["failures_by_model"], ["failure_rate"])
+
+
+def statuses_csv(health: Mapping[str, Any]) -> bytes:
+    """Requests per status code (empty: in flight) and its kind."""
+    return _table(["status_code", "kind", "requests"], health["statuses"])
+
+
+def headroom_csv(health: Mapping[str, Any]) -> bytes:
+    """Per token: its busiest minute against its limits (empty: no limit), and the
+    largest share of a limit."""
+    return _table(HEADROOM_COLUMNS, health["headroom"], ["busiest_requests", "peak_share"])
+
+
+def csv_tables(data: Mapping[str, Any]) -> dict[str, bytes]:
+    """The CSV tables of a report, by part: top, timeseries, models, summary; with
+    health figures also latency, latency_timeseries, failures, failures_by_model,
+    statuses and, for admins of a gateway with limits, headroom."""
+    tables = {"top": top_csv(data), "timeseries": timeseries_csv(data), "models": models_csv(data),
+              "summary": summary_csv(data)}
+    health = data["health"]
+    if health is not None:
+        tables |= {"latency": latency_csv(health), "latency_timeseries": latency_timeseries_csv(health),
+                   "failures": failures_csv(health), "failures_by_model": failures_by_model_csv(health),
+                   "statuses": statuses_csv(health)}
+        if health["headroom"] is not None:
+            tables["headroom"] = headroom_csv(health)
+    return tables
+
+
 def render_csv(report: Report, stem: str) -> dict[str, bytes]:
-    """The four CSV files: the top table as `<stem>.csv`, then `<stem>.timeseries.csv`,
-    `<stem>.models.csv` and `<stem>.summary.csv`."""
-    data = report.data
-    return {
-        f"{stem}.csv": top_csv(data),
-        f"{stem}.timeseries.csv": timeseries_csv(data),
-        f"{stem}.models.csv": models_csv(data),
-        f"{stem}.summary.csv": summary_csv(data),
-    }
+    """The CSV files: the top table as `<stem>.csv`, every other table as
+    `<stem>.<part>.csv` (`csv_tables`)."""
+    return {f"{stem}.csv" if part == "top" else f"{stem}.{part}.csv": table
+            for part, table in csv_tables(report.data).items()}
 
 
 def render_zip(report: Report, stem: str) -> dict[str, bytes]:
-    """The four CSV files in one zip: top.csv, timeseries.csv, models.csv, summary.csv."""
+    """The CSV files in one zip, as `<part>.csv`: top.csv, timeseries.csv, models.csv,
+    summary.csv, then the health figures' files."""
     buffer = io.BytesIO()
     stamp = report.usage.window.now.astimezone(timezone.utc).timetuple()[:6]
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in zip(ZIP_NAMES, render_csv(report, stem).values()):
-            info = zipfile.ZipInfo(name, stamp)
+        for part, data in csv_tables(report.data).items():
+            info = zipfile.ZipInfo(f"{part}.csv", stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, data)
     return {f"{stem}.zip": buffer.getvalue()}

@@ -9,7 +9,10 @@
   (no model has a price) is the em dash;
 - changes against the previous period: a signed whole percent, ``+12%``, ``-3%``;
   under 1% one decimal, ``+0.4%``; none (no previous period, or nothing in it) is
-  the empty string, so callers leave the change out (or say "new").
+  the empty string, so callers leave the change out (or say "new");
+- shares of a whole (a failure rate): one decimal, ``4.8%``; a few in very many
+  ``<0.1%``;
+- how long something has waited: its two largest units, ``3 h 12 min``, ``45 s``.
 """
 
 from __future__ import annotations
@@ -130,3 +133,26 @@ def unpriced_note(cost: "CostSummary") -> str | None:
     tokens = cost.unpriced_input_tokens + cost.unpriced_output_tokens
     return (f"leaves out {requests:,} request{'' if requests == 1 else 's'} of unpriced models "
             f"({tokens:,} token{'' if tokens == 1 else 's'})")
+
+
+def share(fraction: float | None) -> str:
+    """A share of a whole (0.048: 4.8% of it): one decimal, ``4.8%``; above 0 but under
+    0.05% ``<0.1%``; none (nothing to share) is the em dash."""
+    if fraction is None or is_missing(fraction) or not math.isfinite(float(fraction)):
+        return PLACEHOLDER
+    percent = 100.0 * float(fraction)
+    return "<0.1%" if 0 < percent < 0.05 else f"{percent:,.1f}%"
+
+
+_AGE_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+def age(seconds: float) -> str:
+    """How long something has waited, in its two largest units, rounded down:
+    ``45 s``, ``12 min 5 s``, ``3 h 0 min``, ``2 d 4 h``; under a second ``0 s``."""
+    left, parts = int(seconds), []
+    for unit, size in _AGE_UNITS:
+        amount, left = divmod(left, size)
+        if amount or parts:
+            parts.append(f"{amount:,} {unit}")
+    return " ".join(parts[:2]) or "0 s"

@@ -3,9 +3,9 @@ network off.
 
 It holds the live dashboard's widgets (their state embedded with `ipywidgets.embed`,
 the JavaScript that draws them inlined from `usage_lib.render.assets`), a static header
-naming the view, and a static copy of the tiles, the table and the chart figures that
-is readable before (or without) JavaScript. Its Content-Security-Policy lets nothing
-leave the file.
+naming the view, a static copy of the tiles, the table and the chart figures that
+is readable before (or without) JavaScript, and, when the report has them, the health
+figures as static HTML. Its Content-Security-Policy lets nothing leave the file.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from usage_lib.core.usage import Usage
 from usage_lib.render import formatting
 from usage_lib.render.assets import load_bundles
 from usage_lib.render.files import Report
+from usage_lib.render.health_figures import (
+    HEALTH_TITLE, LATENCY_HEADERS, LATENCY_TITLE, NEAR_LIMIT_HEADERS, NEAR_LIMIT_TITLE, NONE_NEAR_LIMIT,
+    OVERHEAD_TITLE, facts, health_notes, latency_rows, near_limit_rows,
+)
 from usage_lib.render.labels import (
     CHANGE_TITLE, COST_TILE, COST_TITLE, NEW_MARK, STOPPED_TITLE, TILES, TOP_COLUMNS, TOP_TITLES, cell_text,
     previous_period, shown_name, tile_change,
@@ -100,6 +104,8 @@ def snapshot_html(report: Report, *, exported_at: datetime | None = None) -> str
             *(_inline_script(source) for source in bundles.scripts()),
             f"<script>{_ready_js(usage)}</script>",
         ]
+    if report.health is not None:
+        parts.append(health_html(report))
     parts += [
         f'<script type="application/json" id="{REPORT_SCRIPT_ID}">{_script_json(data)}</script>',
         "</body></html>",
@@ -238,6 +244,41 @@ def _static_html(usage: Usage, report: Mapping[str, Any]) -> str:
     )
 
 
+def _latency_table(title: str, css: str, rows: list) -> str:
+    return (
+        f'<div><h3>{html.escape(title)}</h3><table class="{css}"><thead><tr><th></th>'
+        + "".join(f"<th>{html.escape(h)}</th>" for h in LATENCY_HEADERS) + "</tr></thead><tbody>"
+        + "".join(_static_row([(kind, False), *((text, True) for text in texts)]) for kind, texts in latency_rows(rows))
+        + "</tbody></table></div>"
+    )
+
+
+def health_html(report: Report) -> str:
+    """The health figures as static HTML (`render.health_figures`): response-time
+    percentiles (and the gateway's overhead), the one-line figures, the tokens near a
+    limit and the notes. Shown with or without JavaScript."""
+    health = report.data["health"]
+    tables = [_latency_table(LATENCY_TITLE, "aq-health-latency", health["latency"])]
+    if health["processing"] is not None:
+        tables.append(_latency_table(OVERHEAD_TITLE, "aq-health-overhead", health["processing"]))
+    items = "".join(f"<div><dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd></div>"
+                    for label, text in facts(health, report.health.oldest_in_flight_age_s))
+    near = ""
+    if health["near_limit"] is not None:
+        rows = near_limit_rows(health["near_limit"])
+        near = f"<h3>{html.escape(NEAR_LIMIT_TITLE)}</h3>" + (
+            '<table class="aq-health-near"><thead><tr>'
+            + "".join(f"<th>{html.escape(h)}</th>" for h in NEAR_LIMIT_HEADERS) + "</tr></thead><tbody>"
+            + "".join(_static_row([(token, False), (peak, True), (busiest, False)]) for token, peak, busiest in rows)
+            + "</tbody></table>" if rows else f"<p>{html.escape(NONE_NEAR_LIMIT)}</p>")
+    notes = "".join(f'<p class="aq-notice">{html.escape(note)}</p>' for note in health_notes(report.data))
+    return (
+        f'<section id="aq-health" class="aq-health"><h2>{html.escape(HEALTH_TITLE)}</h2>'
+        f'<div class="aq-health-tables">{"".join(tables)}</div>'
+        f'<dl class="aq-health-facts">{items}</dl>{near}{notes}</section>'
+    )
+
+
 # In a file nothing may be cut off: the page ellipsizes long tile values and table cells
 # to fit the screen; snapshots (offline HTML, PDF, PNG) let them wrap instead.
 WHOLE_TEXT_CSS = """
@@ -274,6 +315,14 @@ color:#0f172a;background:#f8fafc}
 .aq-static td.num{text-align:right;font-variant-numeric:tabular-nums}
 .aq-static-charts{display:flex;flex-wrap:wrap;gap:24px}
 body.aq-widgets-ready .aq-static{display:none}
+.aq-health{margin-top:16px;max-width:1200px}
+.aq-health h2{font-size:15px;margin:16px 0 6px}.aq-health h3{font-size:13px;margin:12px 0 6px}
+.aq-health-tables{display:flex;flex-wrap:wrap;gap:24px}
+.aq-health table{border-collapse:collapse;background:white;font-size:13px}
+.aq-health th,.aq-health td{border:1px solid #e2e8f0;padding:4px 8px;text-align:left}
+.aq-health td.num{text-align:right;font-variant-numeric:tabular-nums}
+.aq-health-facts{margin:12px 0 0;display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;font-size:13px}
+.aq-health-facts div{display:contents}.aq-health-facts dt{color:#64748b}.aq-health-facts dd{margin:0}
 body.aq-widgets-ready .aq-hint#aq-hint{display:block}
 .aq-export{display:none !important}
 .aq-widgets .widget-subarea{max-width:100%}

@@ -3,7 +3,8 @@
 The tiles (the seven and the cost, each with its change against the previous period
 when there is one), requests, tokens and cost over time and by model, and the top table
 with each row's cost and change; rows that had requests in the previous period and
-have none now follow it, marked "stopped".
+have none now follow it, marked "stopped"; then, when the report has them, the health
+figures (`render.health_figures`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from typing import Any, Mapping
 
 from usage_lib.render import formatting
 from usage_lib.render.files import Report
+from usage_lib.render.health_figures import (
+    HEALTH_TITLE, LATENCY_HEADERS, LATENCY_TITLE, NEAR_LIMIT_TITLE, NONE_NEAR_LIMIT, OVERHEAD_TITLE, facts,
+    health_notes, latency_rows, near_limit_rows,
+)
 from usage_lib.render.labels import (
     COST_TILE, NEW_MARK, STOPPED_MARK, STOPPED_TITLE, TILES, TOP_TITLES, previous_period, shown_name, tile_change,
 )
@@ -87,6 +92,8 @@ def text(report: Report) -> str:
         lines += ["", f"{STOPPED_TITLE.format(period=period)}:"]
         for row in stopped:
             lines.append(_top_line(row, kind, currency, f"{STOPPED_MARK}, {row['previous_requests']:,} req before"))
+    if report.health is not None:
+        lines += ["", *_health_lines(report)]
     for notice in data["notices"]:
         lines += ["", f"Note: {notice}"]
     return "\n".join(lines)
@@ -100,6 +107,25 @@ def _top_line(row: Mapping[str, Any], kind: str, currency: str | None, change: s
         f"{row['input_tokens']:>12,} in  {row['output_tokens']:>12,} out  {row['total_tokens']:>12,} total  "
         f"{_money(row['cost'], currency):>16}{change}{extra}"
     )
+
+
+def _latency_lines(title: str, rows: list) -> list[str]:
+    lines = [f"  {title:<28}" + "".join(f" {header:>12}" for header in LATENCY_HEADERS)]
+    return lines + [f"  {kind:<28}" + "".join(f" {text:>12}" for text in texts) for kind, texts in latency_rows(rows)]
+
+
+def _health_lines(report: Report) -> list[str]:
+    """The health section: percentiles, the one-line figures, tokens near a limit, notes."""
+    health = report.data["health"]
+    lines = [f"{HEALTH_TITLE}:", *_latency_lines(LATENCY_TITLE, health["latency"])]
+    if health["processing"] is not None:
+        lines += _latency_lines(OVERHEAD_TITLE, health["processing"])
+    lines += [f"  {label:<28} {text}" for label, text in facts(health, report.health.oldest_in_flight_age_s)]
+    if health["near_limit"] is not None:
+        near = near_limit_rows(health["near_limit"])
+        lines.append(f"  {NEAR_LIMIT_TITLE}:" + ("" if near else f" {NONE_NEAR_LIMIT}"))
+        lines += [f"    {token:<10} {peak:>8}  {busiest}" for token, peak, busiest in near]
+    return lines + [f"  Note: {note}" for note in health_notes(report.data)]
 
 
 def render_text(report: Report, stem: str) -> dict[str, bytes]:

@@ -1,0 +1,83 @@
+"""The health figures (issue 15) in words, for the text report and the offline page.
+
+Both read the report's "health" object (`Health.to_json`, README "The JSON report")
+through these functions, so each figure is worded in one place: response-time
+percentiles per path kind (and the gateway's own overhead where it is logged), failures
+by kind with the failure rate, requests in flight with the oldest's age, completions
+without reported tokens, and for admins the tokens near a rate limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from usage_lib.core.headroom import MEASURES, NEAR_LIMIT
+from usage_lib.core.health import FAILURE_KINDS
+from usage_lib.render.formatting import age, count, milliseconds, share
+
+HEALTH_TITLE = "Health"
+LATENCY_TITLE = "Response time"
+OVERHEAD_TITLE = "Gateway overhead"
+KIND_TITLES = {"completion": "Completions", "embedding": "Embeddings"}
+#: The percentiles the text report and the page show (the JSON and CSV files hold p90 too).
+SHOWN_PERCENTILES = ("p50", "p95", "p99")
+LATENCY_HEADERS = ("Requests", *SHOWN_PERCENTILES)
+NEAR_LIMIT_TITLE = f"Tokens near a limit (busiest minute at {NEAR_LIMIT:.0%} or more of it)"
+NEAR_LIMIT_HEADERS = ("Token", "Share of limit", "Busiest minute")
+NONE_NEAR_LIMIT = "none"
+#: What each limit counts, by the headroom frame's limit column.
+LIMIT_WORDS = {"requests_limit": "requests", "input_limit": "input tokens", "output_limit": "output tokens"}
+
+
+def latency_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Per path kind (rows of "latency" or "processing"): its title and the texts of its
+    requests with a time, p50, p95 and p99 (the em dash without requests)."""
+    return [(KIND_TITLES[row["kind"]], [count(row["requests"]), *(milliseconds(row[p]) for p in SHOWN_PERCENTILES)])
+            for row in rows]
+
+
+def failure_counts(statuses: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """All requests (in flight too), each failure kind and the failed ones, from the
+    requests per status code."""
+    totals = {kind: sum(row["requests"] for row in statuses if row["kind"] == kind) for kind in FAILURE_KINDS}
+    return {"requests": sum(row["requests"] for row in statuses), **totals,
+            "failed": sum(totals.values())}
+
+
+def facts(health: Mapping[str, Any], oldest_age_s: float | None) -> list[tuple[str, str]]:
+    """The one-line figures, (label, text): failures, in flight, tokens not reported."""
+    failures = failure_counts(health["statuses"])
+    requests, failed = failures["requests"], failures["failed"]
+    rate = share(failed / requests) if requests else share(None)
+    kinds = ", ".join(f"{kind} {count(failures[kind])}" for kind in FAILURE_KINDS)
+    in_flight = health["in_flight"]
+    waiting = f", the oldest waiting {age(oldest_age_s)}" if in_flight and oldest_age_s is not None else ""
+    unknown = health["tokens_unknown"]
+    return [
+        ("Failed", f"{count(failed)} of {count(requests)} requests ({rate}): {kinds}"),
+        ("In flight", f"{count(in_flight)}{waiting}"),
+        ("Tokens unknown", f"{count(unknown)} completion{'' if unknown == 1 else 's'} ended without reported tokens"),
+    ]
+
+
+def _weighted(value: float) -> str:
+    """A weighted request count: at most two decimals, ``11``, ``2.5``."""
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def near_limit_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """Per token near a limit ("near_limit" rows): "#id", its largest share of a limit,
+    and its busiest minute against each limit it has, e.g. ``11 of 10 requests``."""
+    return [
+        (f"#{row['token_id']}", share(row["peak_share"]), ", ".join(
+            f"{_weighted(row[busiest]) if busiest == 'busiest_requests' else count(row[busiest])} "
+            f"of {count(row[limit])} {LIMIT_WORDS[limit]}"
+            for busiest, limit, _ in MEASURES if row[limit] is not None))
+        for row in rows
+    ]
+
+
+def health_notes(data: Mapping[str, Any]) -> list[str]:
+    """The health figures' notices the report does not already give (e.g. why no
+    gateway overhead is shown)."""
+    return [notice for notice in data["health"]["notices"] if notice not in data["notices"]]
