@@ -93,56 +93,92 @@ def _bin_part(milliseconds):
     return case((milliseconds.is_(None), 0), else_=latency.bin_expression(milliseconds) + 1)
 
 
+#: The statement's parts: each a sum over the window's groups by fewer keys.
+LATENCY_BY_MODEL, LATENCY_BY_BUCKET = "latency_model", "latency_bucket"
+STATUS_BY_MODEL, STATUS_BY_BUCKET = "status_model", "status_bucket"
+PROCESSING = "processing"
+#: The statement's columns (NULL where a part does not group by one).
+COLUMNS = ("part", "model", "position", "bucket", "status", "zero", "bin", "completion", "embedding", "n", "oldest")
+
+
 def _health_template(shape: Shape, processing: bool) -> Select:
-    """Counts per (model, path, slot): the slot packs the model's position in the
-    configuration, the status, whether both token counts are 0, the latency bin and the
-    bucket into one integer (`_Counts.of` unpacks it). Sorting (SQLite) or hashing
-    (PostgreSQL) one integer and the raw path cost a third of grouping by those
-    columns themselves; the path is classified once per group, as in the usage
-    statement."""
+    """The window's requests counted per (model, path, slot), the slot packing the
+    model's position in the configuration, the status, whether both token counts are
+    0, the latency bin and the bucket into one integer: sorting (SQLite) or hashing
+    (PostgreSQL) one integer and the raw path cost a third of grouping by those columns
+    themselves. Those groups (a common table expression) are then summed four ways, so
+    that only what the figures need comes back: latency bins per model and per bucket,
+    statuses per model (with the zero-token flag and the oldest timestamp, for requests
+    in flight) and per bucket. Paths are classified once per group, as in the usage
+    statement (SPEC's case-insensitive LIKE)."""
+    buckets = shape.cuts + 1
+    per_status = 2 * BIN_SLOTS * buckets
+    per_model = STATUS_SLOTS * per_status
     stamp_type = String() if shape.dialect == "sqlite" else DateTime(timezone=True)
     timestamp = no_affinity(request.c.timestamp) if shape.dialect == "sqlite" else request.c.timestamp
     cuts = [bindparam(f"cut_{index}", type_=stamp_type) for index in range(shape.cuts)]
-    conditions = queries.window_conditions(shape)
     model = queries.model_expression(shape)
     zero = case((and_(request.c.input_tokens == 0, request.c.output_tokens == 0), 1), else_=0)
     slot = ((_status_part(request.c.status_code) * 2 + zero) * BIN_SLOTS + _bin_part(request.c.response_time_ms)) \
-        * (shape.cuts + 1) + bucket_index(timestamp, cuts, 0, shape.cuts)
+        * buckets + bucket_index(timestamp, cuts, 0, shape.cuts)
     if shape.models:
         names = [bindparam(f"model_{index}", type_=String()) for index in range(shape.models)]
-        position = case(*((model == name, index) for index, name in enumerate(names)), else_=0)
-        slot = position * (STATUS_SLOTS * 2 * BIN_SLOTS * (shape.cuts + 1)) + slot
+        slot = case(*((model == name, index) for index, name in enumerate(names)), else_=0) * per_model + slot
         model_column = cast(null(), String)
     else:
         model_column = model
     slot = cast(slot, BigInteger).label("slot")
-    rows = (
+    groups = (
         select(model_column.label("model"), slot, request.c.path,
                func.count().label("n"), func.min(request.c.timestamp).label("oldest"))
-        .where(*conditions)
+        .where(*queries.window_conditions(shape))
         .group_by(literal_column("slot"), model_column, request.c.path)
-        .subquery("health_groups")
+        .cte("health_groups")
     )
-    completion = case((rows.c.path.ilike(COMPLETION_PATH), 1), else_=0)
-    embedding = case((rows.c.path.ilike(EMBEDDING_PATH), 1), else_=0)
-    main = select(
-        literal("response").label("part"), rows.c.model, rows.c.slot,
-        completion.label("completion"), embedding.label("embedding"),
-        func.sum(rows.c.n).label("n"), func.min(rows.c.oldest).label("oldest"),
-    ).group_by(rows.c.model, rows.c.slot, completion, embedding)
-    if not processing:
-        return main
-    # Gateway overhead: its own histogram per path kind (a second pass over the window).
-    processing_slot = cast(_bin_part(request.c.processing_time_ms) * (shape.cuts + 1), BigInteger)
-    path_completion = case((request.c.path.ilike(COMPLETION_PATH), 1), else_=0)
-    path_embedding = case((request.c.path.ilike(EMBEDDING_PATH), 1), else_=0)
-    overhead = select(
-        literal("processing").label("part"), cast(null(), String).label("model"), processing_slot.label("slot"),
-        path_completion.label("completion"), path_embedding.label("embedding"),
-        func.count().label("n"), cast(null(), stamp_type).label("oldest"),
-    ).where(*conditions, request.c.processing_time_ms.is_not(None)).group_by(
-        path_completion, path_embedding, processing_slot)
-    return union_all(main, overhead)
+    rest = groups.c.slot % per_model
+    keys = {
+        "model": groups.c.model,
+        "position": groups.c.slot // per_model,
+        "status": rest // per_status,
+        "zero": (rest // (BIN_SLOTS * buckets)) % 2,
+        "bin": (rest // buckets) % BIN_SLOTS,
+        "bucket": rest % buckets,
+        "completion": case((groups.c.path.ilike(COMPLETION_PATH), 1), else_=0),
+        "embedding": case((groups.c.path.ilike(EMBEDDING_PATH), 1), else_=0),
+    }
+    types = {"model": String(), "oldest": stamp_type}
+
+    def part(name: str, by: Sequence[str], *where) -> Select:
+        columns = [literal(name).label("part")]
+        for column in COLUMNS[1:-2]:
+            columns.append(keys[column].label(column) if column in by else cast(null(), types.get(column, BigInteger())).label(column))
+        columns.append(func.sum(groups.c.n).label("n"))
+        oldest = func.min(groups.c.oldest) if "status" in by and "model" in by else cast(null(), stamp_type)
+        columns.append(oldest.label("oldest"))
+        return select(*columns).where(*where).group_by(*(keys[column] for column in by))
+
+    timed = and_(keys["bin"] > 0, (keys["completion"] + keys["embedding"]) > 0)
+    parts = [
+        part(LATENCY_BY_MODEL, ("model", "position", "bin", "completion", "embedding"), timed),
+        part(LATENCY_BY_BUCKET, ("bucket", "bin", "completion", "embedding"), timed),
+        part(STATUS_BY_MODEL, ("model", "position", "status", "zero", "completion")),
+        part(STATUS_BY_BUCKET, ("bucket", "status")),
+    ]
+    if processing:
+        # Gateway overhead: its own histogram per path kind (a second pass over the window).
+        processing_bin = _bin_part(request.c.processing_time_ms)
+        path_completion = case((request.c.path.ilike(COMPLETION_PATH), 1), else_=0)
+        path_embedding = case((request.c.path.ilike(EMBEDDING_PATH), 1), else_=0)
+        values = {"bin": processing_bin, "completion": path_completion, "embedding": path_embedding}
+        parts.append(
+            select(literal(PROCESSING).label("part"),
+                   *(values[column].label(column) if column in values
+                     else cast(null(), types.get(column, BigInteger())).label(column) for column in COLUMNS[1:-2]),
+                   func.count().label("n"), cast(null(), stamp_type).label("oldest"))
+            .where(*queries.window_conditions(shape), request.c.processing_time_ms.is_not(None))
+            .group_by(path_completion, path_embedding, processing_bin)
+        )
+    return union_all(*parts)
 
 
 @dataclass(frozen=True)
@@ -259,27 +295,26 @@ class _Counts:
     oldest: list
 
     @classmethod
-    def of(cls, rows: Sequence, models: Sequence[str] | None, buckets: int) -> "_Counts":
-        """Unpack the health statement's rows (`_health_template`); `buckets` is the
-        number of cuts + 1 (the bucket after the last edge holds rows stamped later)."""
-        columns = list(zip(*rows)) if rows else [()] * 7
-        slot = np.fromiter((int(v) for v in columns[2]), dtype=np.int64, count=len(columns[2]))
-        rest, bucket = np.divmod(slot, buckets)
-        rest, bin_part = np.divmod(rest, BIN_SLOTS)
-        rest, zero = np.divmod(rest, 2)
-        position, status_part = np.divmod(rest, STATUS_SLOTS)
+    def of(cls, rows: Sequence, models: Sequence[str] | None) -> "_Counts":
+        """The health statement's rows (`COLUMNS`); a column a part does not group by
+        is -1 (0 for the flags)."""
+        columns = dict(zip(COLUMNS, zip(*rows))) if rows else {name: () for name in COLUMNS}
+        count = len(columns["part"])
+
+        def ints(name: str, missing: int = -1) -> np.ndarray:
+            return np.fromiter((missing if v is None else int(v) for v in columns[name]), dtype=np.int64, count=count)
+
+        position = ints("position")
         if models:
-            model = np.array(models, dtype=object)[position]
+            model = np.array([None if at < 0 else models[at] for at in position.tolist()], dtype=object)
         else:
-            model = np.array(columns[1], dtype=object)
+            model = np.array(columns["model"], dtype=object)
+        status = ints("status")
         return cls(
-            part=np.array(columns[0], dtype=object), model=model, bucket=bucket,
-            completion=np.fromiter((int(v) for v in columns[3]), dtype=np.int64, count=len(slot)),
-            embedding=np.fromiter((int(v) for v in columns[4]), dtype=np.int64, count=len(slot)),
-            status=[None if part == 0 else int(part) - 1 for part in status_part.tolist()],
-            bin=bin_part - 1, zero=zero,
-            n=np.fromiter((int(v) for v in columns[5]), dtype=np.int64, count=len(slot)),
-            oldest=list(columns[6]),
+            part=np.array(columns["part"], dtype=object), model=model, bucket=ints("bucket"),
+            completion=ints("completion", 0), embedding=ints("embedding", 0),
+            status=[None if code <= 0 else code - 1 for code in status.tolist()],
+            bin=ints("bin", 0) - 1, zero=ints("zero", 0), n=ints("n", 0), oldest=list(columns["oldest"]),
         )
 
 
@@ -314,19 +349,24 @@ def _latency(counts: _Counts, part: str) -> pd.DataFrame:
 
 def _latency_by_model(counts: _Counts, names: list[str], model_index: np.ndarray) -> pd.DataFrame:
     frames = []
-    for kind, mask in _kind_masks(counts, "response").items():
+    for kind, mask in _kind_masks(counts, LATENCY_BY_MODEL).items():
         frame = _percentile_frame(_histograms(counts, mask, model_index, len(names)))
         frames.append(frame.assign(model=names, kind=kind))
-    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    result = pd.concat(frames, ignore_index=True)
     result = result[result["requests"] > 0]
     return result[["model", "kind", *(c for c in result.columns if c not in ("model", "kind"))]].reset_index(drop=True)
 
 
+def _in_buckets(counts: _Counts, part: str, buckets: int) -> np.ndarray:
+    """Rows of `part` in one of the chart's buckets (not stamped after its last edge)."""
+    return (counts.part == part) & (counts.bucket >= 0) & (counts.bucket < buckets)
+
+
 def _latency_over_time(counts: _Counts, win: Window) -> pd.DataFrame:
     buckets = len(win.starts)
-    inside = (counts.bucket >= 0) & (counts.bucket < buckets)
+    inside = _in_buckets(counts, LATENCY_BY_BUCKET, buckets)
     columns: dict[str, Any] = {"bucket": list(win.starts)}
-    for kind, mask in _kind_masks(counts, "response").items():
+    for kind, mask in _kind_masks(counts, LATENCY_BY_BUCKET).items():
         values = latency.percentiles(_histograms(counts, mask & inside, np.where(inside, counts.bucket, 0), buckets),
                                      (0.5, 0.95))
         columns[f"{kind}_p50"] = values[:, 0]
@@ -345,8 +385,7 @@ def _failure_table(kinds: np.ndarray, counts: _Counts, rows: np.ndarray, by: np.
         np.add.at(out, by[rows & mask], counts.n[rows & mask])
         return out
 
-    everything = np.ones(len(counts.n), dtype=bool)
-    table = {"requests": total(everything), **{kind: total(kinds == kind) for kind in FAILURE_KINDS}}
+    table = {"requests": total(rows), **{kind: total(kinds == kind) for kind in FAILURE_KINDS}}
     table["failed"] = sum(table[kind] for kind in FAILURE_KINDS)
     table["in_flight"] = total(kinds == "in flight")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -355,9 +394,9 @@ def _failure_table(kinds: np.ndarray, counts: _Counts, rows: np.ndarray, by: np.
     return table
 
 
-def _statuses(kinds: np.ndarray, counts: _Counts, response: np.ndarray) -> pd.DataFrame:
+def _statuses(kinds: np.ndarray, counts: _Counts, rows: np.ndarray) -> pd.DataFrame:
     sums: dict[int | None, int] = {}
-    for status, n, chosen in zip(counts.status, counts.n.tolist(), response.tolist()):
+    for status, n, chosen in zip(counts.status, counts.n.tolist(), rows.tolist()):
         if chosen:
             sums[status] = sums.get(status, 0) + n
     codes = sorted(sums, key=lambda code: (code is None, code or 0))
@@ -368,8 +407,8 @@ def _statuses(kinds: np.ndarray, counts: _Counts, response: np.ndarray) -> pd.Da
     })
 
 
-def _oldest_in_flight(counts: _Counts, kinds: np.ndarray) -> datetime | None:
-    stamps = [stamp for stamp, kind in zip(counts.oldest, kinds) if kind == "in flight" and stamp is not None]
+def _oldest_in_flight(counts: _Counts, rows: np.ndarray) -> datetime | None:
+    stamps = [stamp for stamp, chosen in zip(counts.oldest, rows.tolist()) if chosen and stamp is not None]
     if not stamps:
         return None
     moments = [datetime.fromisoformat(s) if isinstance(s, str) else s for s in stamps]
@@ -380,18 +419,18 @@ def _oldest_in_flight(counts: _Counts, kinds: np.ndarray) -> datetime | None:
 def shape_health(rows: Sequence, models: Sequence[str] | None, win: Window, tz: str, has_processing_time: bool,
                  headroom: pd.DataFrame | None, notices: tuple[str, ...] = ()) -> Health:
     """The figures from the health statement's rows (`models`: the configured ones)."""
-    counts = _Counts.of(rows, models, len(win.edges) + 1)
-    response = counts.part == "response"
+    counts = _Counts.of(rows, models)
     kinds = _kinds(counts)
-    names = sorted({name for name, chosen in zip(counts.model.tolist(), response.tolist()) if chosen})
+    per_model = counts.part == STATUS_BY_MODEL
+    names = sorted({name for name, chosen in zip(counts.model.tolist(), per_model.tolist()) if chosen})
     position = {name: index for index, name in enumerate(names)}
     model_index = np.fromiter((position.get(name, 0) for name in counts.model.tolist()), dtype=np.int64,
                               count=len(counts.n))
     buckets = len(win.starts)
-    inside = response & (counts.bucket >= 0) & (counts.bucket < buckets)
+    inside = _in_buckets(counts, STATUS_BY_BUCKET, buckets)
     over_time = _failure_table(kinds, counts, inside, np.where(inside, counts.bucket, 0), buckets)
-    by_model = _failure_table(kinds, counts, response, model_index, len(names))
-    unknown = response & (counts.completion == 1) & (counts.zero == 1) & (kinds == "ok")
+    by_model = _failure_table(kinds, counts, per_model, model_index, len(names))
+    unknown = per_model & (counts.completion == 1) & (counts.zero == 1) & (kinds == "ok")
     unknown_by_model = np.zeros(len(names), dtype=np.int64)
     np.add.at(unknown_by_model, model_index[unknown], counts.n[unknown])
     failures_over_time = pd.DataFrame({"bucket": list(win.starts),
@@ -399,20 +438,20 @@ def shape_health(rows: Sequence, models: Sequence[str] | None, win: Window, tz: 
     failures_by_model = pd.DataFrame({"model": names, **by_model, "tokens_unknown": unknown_by_model})
     failures_by_model = failures_by_model.sort_values(["requests", "model"], ascending=[False, True],
                                                       kind="stable").reset_index(drop=True)
-    in_flight = response & (kinds == "in flight")
+    in_flight = per_model & (kinds == "in flight")
     return Health(
         window=win,
         tz=tz,
-        latency=_latency(counts, "response"),
+        latency=_latency(counts, LATENCY_BY_MODEL),
         latency_by_model=_latency_by_model(counts, names, model_index),
         latency_over_time=_latency_over_time(counts, win),
-        statuses=_statuses(kinds, counts, response),
+        statuses=_statuses(kinds, counts, per_model),
         failures_over_time=failures_over_time,
         failures_by_model=failures_by_model,
         in_flight=int(counts.n[in_flight].sum()),
-        oldest_in_flight=_oldest_in_flight(counts, np.where(response, kinds, "")),
+        oldest_in_flight=_oldest_in_flight(counts, in_flight),
         tokens_unknown=int(counts.n[unknown].sum()),
-        processing=_latency(counts, "processing") if has_processing_time else None,
+        processing=_latency(counts, PROCESSING) if has_processing_time else None,
         headroom=headroom,
         near_limit=None if headroom is None else limits.near_limit(headroom),
         notices=notices if has_processing_time else (*notices, NO_PROCESSING_TIME_NOTICE),
