@@ -827,3 +827,53 @@ def test_the_cost_tile_the_change_lines_and_the_new_views(browser, voila_server,
         assert page.widget_errors == []
     finally:
         page.context.close()
+
+
+# Counts the refreshes the page has finished: every time the dashboard loses `aq-loading`.
+COUNT_REFRESHES = (
+    "() => { window.aqRefreshes = 0; const dashboard = document.querySelector('.aq-dashboard');"
+    " new MutationObserver(records => { for (const r of records) if ((r.oldValue || '').includes('aq-loading')"
+    " && !r.target.classList.contains('aq-loading')) window.aqRefreshes += 1; })"
+    ".observe(dashboard, { attributes: true, attributeFilter: ['class'], attributeOldValue: true }); }"
+)
+SET_VISIBILITY = (
+    "(state) => { Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => state });"
+    " document.dispatchEvent(new Event('visibilitychange')); }"
+)
+
+
+def test_auto_refresh_from_the_address_ticks_only_while_the_page_is_visible(browser, voila_server, shots):
+    """`?refresh=30s` opens with auto-refresh on (the control says so, the address keeps
+    it); on the page's clock (Playwright's, fast-forwarded) a tick due while the page is
+    hidden waits until it is shown again, then every 30 s refreshes the view."""
+    context = new_context(browser, viewport={"width": 1366, "height": 768}, extra_http_headers={HEADER: DEMO_ADMIN_EMAIL})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.clock.install()
+        page.goto(voila_server.url + "?org=all&span=1w&refresh=30s", timeout=STEP_TIMEOUT_MS)
+        page.wait_for_function(FIRST_RENDER, timeout=60_000)
+        wait_for_address(page, org="all", span="1w", refresh="30s")
+        control = ".aq-refresh-select select"
+        # (The widget writes spaces in option texts as no-break spaces.)
+        shown = page.eval_on_selector(control, "s => [s.selectedIndex, [...s.options].map(o => o.textContent.replace(/\\u00a0/g, ' '))]")
+        assert shown == [1, ["Off", "30 s", "1 min", "5 min"]]
+        assert page.locator(".aq-control-refresh .aq-control-label").inner_text().lower() == "auto-refresh"
+        page.screenshot(path=shots / "auto-refresh-1366x768.png")
+
+        page.evaluate(COUNT_REFRESHES)
+        page.evaluate(SET_VISIBILITY, "hidden")
+        page.clock.fast_forward(30_000)
+        page.wait_for_timeout(500)
+        assert page.evaluate("() => window.aqRefreshes") == 0
+        page.evaluate(SET_VISIBILITY, "visible")  # the tick missed while hidden, at once
+        page.wait_for_function("() => window.aqRefreshes === 1", timeout=STEP_TIMEOUT_MS)
+        page.clock.fast_forward(30_000)
+        page.wait_for_function("() => window.aqRefreshes === 2", timeout=STEP_TIMEOUT_MS)
+
+        page.select_option(control, label="Off")
+        wait_for_address(page, org="all", span="1w", refresh=None)
+        assert errors == []
+    finally:
+        context.close()

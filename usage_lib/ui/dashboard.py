@@ -647,13 +647,15 @@ class Dashboard:
         return self.usage
 
     def _set_loading(self, loading: bool) -> None:
+        # First on both edges: the ticker stops at once, and is free again when the page
+        # shows the refresh done.
+        self.ticker.busy = loading
         if loading:
             self.widget.add_class("aq-loading")
         else:
             self.widget.remove_class("aq-loading")
         for control in self.controls:
             control.disabled = loading
-        self.ticker.busy = loading
 
     def _adopt(self, usage: Usage) -> None:
         """Take the effective scope as the new request, and make the controls show it."""
