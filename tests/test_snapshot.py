@@ -34,7 +34,7 @@ from usage_lib import snapshot
 from usage_lib.cli import main
 from usage_lib.core.usage import Selection
 from usage_lib.errors import UsageError
-from usage_lib.render.files import ZIP_NAMES, top_csv
+from usage_lib.render.files import top_csv
 from usage_lib.serving import capture, voila_process
 from usage_lib.settings import Settings
 
@@ -45,6 +45,11 @@ ROLES = {"admin": ("root", "all"), "user": ("ursula", None)}
 TRICKY_TOKEN = "=HYPERLINK(\"x\")<i>ok</i>"
 ROUTER_YAML = "model_list:\n  - model_name: gpt-4o\n  - model_name: text-embedding-3-small\n  - model_name: unused-model\n"
 HTML_BUDGET = 6 * 1024 * 1024
+#: The CSV tables of an export, by part: the four of issue 5, then the health figures'
+#: (issue 15; both viewers' gateway has limit columns, but only the admin gets headroom).
+CSV_PARTS = ("top", "timeseries", "models", "summary", "latency", "latency_timeseries", "failures",
+             "failures_by_model", "statuses")
+PARTS = {"admin": CSV_PARTS + ("headroom",), "user": CSV_PARTS}
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +81,19 @@ def settings_for(tiny, role: str) -> tuple[Settings, Selection]:
 
 @pytest.fixture(scope="module")
 def reports(tiny):
-    """role -> (the Usage, its JSON report) the files are checked against."""
+    """role -> (the Usage, its JSON report with the health figures) the files are checked against."""
     out = {}
     for role in ROLES:
-        usage = Settings(db_url=tiny.url, router_config=tiny.router).compute(settings_for(tiny, role)[1], ROLES[role][0])
-        out[role] = (usage, usage.to_json())
+        settings, selection = Settings(db_url=tiny.url, router_config=tiny.router), settings_for(tiny, role)[1]
+        usage = settings.compute(selection, ROLES[role][0])
+        health = settings.compute_health(selection, ROLES[role][0])
+        out[role] = (usage, {**usage.to_json(), "health": health.to_json()})
     return out
+
+
+def without_health(report: dict) -> dict:
+    """A report without its health figures (the live page's exports do not compute them)."""
+    return {key: value for key, value in report.items() if key != "health"}
 
 
 def count(value: int) -> str:
@@ -161,7 +173,8 @@ def test_json_and_csv_of_a_custom_range(tiny, capsys):
     assert data["metrics"]["total_requests"] == 2 and len(data["timeseries"]) == 45
     settings, selection = settings_for(tiny, "user")
     selection = replace(selection, start=NOW - timedelta(minutes=45), end=NOW)
-    assert data == settings.compute(selection, ROLES["user"][0]).to_json()
+    assert data == {**settings.compute(selection, ROLES["user"][0]).to_json(),
+                    "health": settings.compute_health(selection, ROLES["user"][0]).to_json()}
     csv_out = tiny.folder / "range.csv"
     assert main(argv(tiny, "user", csv_out) + window) == 0
     summary = {line["key"]: line["value"] for line in read_csv(Path(f"{tiny.folder}/range.summary.csv").read_bytes())}
@@ -189,7 +202,8 @@ def unformula(text: str) -> str:
 
 
 def check_csv_files(files: dict[str, bytes], report: dict) -> None:
-    top, series, models, summary = (read_csv(data) for data in files.values())
+    top, series, models, summary, latency, _over_time, failures, by_model, statuses = (
+        read_csv(data) for data in list(files.values())[:9])
     rows = report["top"]["rows"] + report["top"]["stopped"]
     assert len(top) == len(rows)
     for line, row in zip(top, rows):
@@ -216,13 +230,22 @@ def check_csv_files(files: dict[str, bytes], report: dict) -> None:
             assert values[key] == str(value)
     assert values["viewer"] == report["scope"]["viewer"] and values["now"] == report["scope"]["now"]
     assert values["cost"] == report["cost"]["total"] and values["currency"] == (report["cost"]["currency"] or "")
+    health = report["health"]
+    assert values["in_flight"] == str(health["in_flight"])
+    assert [(line["kind"], int(line["requests"])) for line in latency
+            if line["measure"] == "response" and line["model"] == ""] == [
+        (row["kind"], row["requests"]) for row in health["latency"]]
+    assert [int(line["failed"]) for line in failures] == [p["failed"] for p in health["failures_over_time"]]
+    assert [unformula(line["model"]) for line in by_model] == [m["model"] for m in health["failures_by_model"]]
+    assert [(line["status_code"], int(line["requests"])) for line in statuses] == [
+        ("" if s["status_code"] is None else str(s["status_code"]), s["requests"]) for s in health["statuses"]]
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_csv_files_hold_the_report(tiny, reports, role):
     out = tiny.folder / f"{role}.csv"
     written = snapshot.export_snapshot(*settings_for(tiny, role), out)
-    assert [p.name for p in written] == [f"{role}.csv", f"{role}.timeseries.csv", f"{role}.models.csv", f"{role}.summary.csv"]
+    assert [p.name for p in written] == [f"{role}.csv" if part == "top" else f"{role}.{part}.csv" for part in PARTS[role]]
     check_csv_files({p.name: p.read_bytes() for p in written}, reports[role][1])
 
 
@@ -231,7 +254,7 @@ def test_zip_holds_the_same_csv_files(tiny, reports, role):
     out = tiny.folder / f"{role}.zip"
     assert snapshot.export_snapshot(*settings_for(tiny, role), out) == [out]
     with zipfile.ZipFile(out) as archive:
-        assert archive.namelist() == list(ZIP_NAMES)
+        assert archive.namelist() == [f"{part}.csv" for part in PARTS[role]]
         files = {name: archive.read(name) for name in archive.namelist()}
     check_csv_files(files, reports[role][1])
     assert files["top.csv"] == top_csv(reports[role][1])
@@ -389,7 +412,7 @@ def test_pdf_and_png_of_the_live_page(browser, page_servers, tiny, reports, role
     settings, selection = settings_for(tiny, role)
     shown, files = capture.capture(settings, settings.viewer, selection, [".pdf", ".png"], browser=browser,
                                    server=page_servers[role])
-    assert shown.data == report
+    assert shown.data == {**report, "health": None}  # the real page's figures; its health is the page's
     pdf.write_bytes(files[".pdf"])
     png.write_bytes(files[".png"])
 
@@ -452,7 +475,7 @@ def test_export_control_offers_the_view_on_screen(tiny, reports, browser, tmp_pa
             assert archive.read("top.csv") == files[".csv"]
         page = files[".html"].decode()
         embedded = re.search(r'id="aqueduct-usage-report">(.*?)</script>', page, re.S).group(1)
-        assert json.loads(embedded) == report
+        assert without_health(json.loads(embedded)) == without_health(report)
         assert 'class="aq-export-link"' not in page  # no earlier links inside the snapshot
 
         # The browser downloads the HTML link as the file itself.

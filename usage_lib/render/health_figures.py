@@ -2,7 +2,8 @@
 
 Both read the report's "health" object (`Health.to_json`, README "The JSON report")
 through these functions, so each figure is worded in one place: response-time
-percentiles per path kind (and the gateway's own overhead where it is logged), failures
+percentiles per path kind and per model (and the gateway's own overhead where it is
+logged), failures
 by kind with the failure rate, requests in flight with the oldest's age, completions
 without reported tokens, and for admins the tokens near a rate limit.
 """
@@ -13,15 +14,17 @@ from typing import Any, Mapping, Sequence
 
 from usage_lib.core.headroom import MEASURES, NEAR_LIMIT
 from usage_lib.core.health import FAILURE_KINDS
-from usage_lib.render.formatting import age, count, milliseconds, share
+from usage_lib.render.formatting import age, count, milliseconds, name, share
 
 HEALTH_TITLE = "Health"
 LATENCY_TITLE = "Response time"
 OVERHEAD_TITLE = "Gateway overhead"
+BY_MODEL_TITLE = "Response time by model"
 KIND_TITLES = {"completion": "Completions", "embedding": "Embeddings"}
 #: The percentiles the text report and the page show (the JSON and CSV files hold p90 too).
 SHOWN_PERCENTILES = ("p50", "p95", "p99")
 LATENCY_HEADERS = ("Requests", *SHOWN_PERCENTILES)
+BY_MODEL_HEADERS = ("Model", "Path", *LATENCY_HEADERS)
 NEAR_LIMIT_TITLE = f"Tokens near a limit (busiest minute at {NEAR_LIMIT:.0%} or more of it)"
 NEAR_LIMIT_HEADERS = ("Token", "Share of limit", "Busiest minute")
 NONE_NEAR_LIMIT = "none"
@@ -34,6 +37,13 @@ def latency_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]
     requests with a time, p50, p95 and p99 (the em dash without requests)."""
     return [(KIND_TITLES[row["kind"]], [count(row["requests"]), *(milliseconds(row[p]) for p in SHOWN_PERCENTILES)])
             for row in rows]
+
+
+def model_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Per model and path kind ("latency_by_model" rows): the model's name (N/A: none),
+    the kind, requests with a time, p50, p95 and p99."""
+    return [[name(row["model"]), KIND_TITLES[row["kind"]], *texts]
+            for row, (_, texts) in zip(rows, latency_rows(rows))]
 
 
 def failure_counts(statuses: Sequence[Mapping[str, Any]]) -> dict[str, int]:

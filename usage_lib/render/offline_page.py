@@ -24,8 +24,8 @@ from usage_lib.render import formatting
 from usage_lib.render.assets import load_bundles
 from usage_lib.render.files import Report
 from usage_lib.render.health_figures import (
-    HEALTH_TITLE, LATENCY_HEADERS, LATENCY_TITLE, NEAR_LIMIT_HEADERS, NEAR_LIMIT_TITLE, NONE_NEAR_LIMIT,
-    OVERHEAD_TITLE, facts, health_notes, latency_rows, near_limit_rows,
+    BY_MODEL_HEADERS, BY_MODEL_TITLE, HEALTH_TITLE, LATENCY_HEADERS, LATENCY_TITLE, NEAR_LIMIT_HEADERS,
+    NEAR_LIMIT_TITLE, NONE_NEAR_LIMIT, OVERHEAD_TITLE, facts, health_notes, latency_rows, model_rows, near_limit_rows,
 )
 from usage_lib.render.labels import (
     CHANGE_TITLE, COST_TILE, COST_TITLE, NEW_MARK, STOPPED_TITLE, TILES, TOP_COLUMNS, TOP_TITLES, cell_text,
@@ -255,14 +255,21 @@ def _latency_table(title: str, css: str, rows: list) -> str:
 
 def health_html(report: Report) -> str:
     """The health figures as static HTML (`render.health_figures`): response-time
-    percentiles (and the gateway's overhead), the one-line figures, the tokens near a
-    limit and the notes. Shown with or without JavaScript."""
+    percentiles (and the gateway's overhead), the one-line figures, percentiles by model,
+    the tokens near a limit and the notes. Shown with or without JavaScript."""
     health = report.data["health"]
     tables = [_latency_table(LATENCY_TITLE, "aq-health-latency", health["latency"])]
     if health["processing"] is not None:
         tables.append(_latency_table(OVERHEAD_TITLE, "aq-health-overhead", health["processing"]))
     items = "".join(f"<div><dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd></div>"
                     for label, text in facts(health, report.health.oldest_in_flight_age_s))
+    by_model = (
+        f'<h3>{html.escape(BY_MODEL_TITLE)}</h3><table class="aq-health-models"><thead><tr>'
+        + "".join(f"<th>{html.escape(h)}</th>" for h in BY_MODEL_HEADERS) + "</tr></thead><tbody>"
+        + "".join(_static_row([(model, False), (kind, False), *((text, True) for text in texts)])
+                  for model, kind, *texts in model_rows(health["latency_by_model"]))
+        + "</tbody></table>"
+    )
     near = ""
     if health["near_limit"] is not None:
         rows = near_limit_rows(health["near_limit"])
@@ -275,7 +282,7 @@ def health_html(report: Report) -> str:
     return (
         f'<section id="aq-health" class="aq-health"><h2>{html.escape(HEALTH_TITLE)}</h2>'
         f'<div class="aq-health-tables">{"".join(tables)}</div>'
-        f'<dl class="aq-health-facts">{items}</dl>{near}{notes}</section>'
+        f'<dl class="aq-health-facts">{items}</dl>{by_model}{near}{notes}</section>'
     )
 
 

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 from usage_lib.render import formatting
 from usage_lib.render.files import Report
 from usage_lib.render.health_figures import (
-    HEALTH_TITLE, LATENCY_HEADERS, LATENCY_TITLE, NEAR_LIMIT_TITLE, NONE_NEAR_LIMIT, OVERHEAD_TITLE, facts,
-    health_notes, latency_rows, near_limit_rows,
+    BY_MODEL_HEADERS, BY_MODEL_TITLE, HEALTH_TITLE, LATENCY_HEADERS, LATENCY_TITLE, NEAR_LIMIT_TITLE,
+    NONE_NEAR_LIMIT, OVERHEAD_TITLE, facts, health_notes, latency_rows, model_rows, near_limit_rows,
 )
 from usage_lib.render.labels import (
     COST_TILE, NEW_MARK, STOPPED_MARK, STOPPED_TITLE, TILES, TOP_TITLES, previous_period, shown_name, tile_change,
@@ -121,6 +121,10 @@ def _health_lines(report: Report) -> list[str]:
     if health["processing"] is not None:
         lines += _latency_lines(OVERHEAD_TITLE, health["processing"])
     lines += [f"  {label:<28} {text}" for label, text in facts(health, report.health.oldest_in_flight_age_s)]
+    lines += [f"  {BY_MODEL_TITLE}:", f"    {BY_MODEL_HEADERS[0]:<38} {BY_MODEL_HEADERS[1]:<12}"
+              + "".join(f" {header:>12}" for header in BY_MODEL_HEADERS[2:])]
+    lines += [f"    {model:<38} {kind:<12}" + "".join(f" {text:>12}" for text in texts)
+              for model, kind, *texts in model_rows(health["latency_by_model"])]
     if health["near_limit"] is not None:
         near = near_limit_rows(health["near_limit"])
         lines.append(f"  {NEAR_LIMIT_TITLE}:" + ("" if near else f" {NONE_NEAR_LIMIT}"))
