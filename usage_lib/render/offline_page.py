@@ -322,8 +322,8 @@ color:#0f172a;background:#f8fafc}
 .aq-static td.num{text-align:right;font-variant-numeric:tabular-nums}
 .aq-static-charts{display:flex;flex-wrap:wrap;gap:24px}
 body.aq-widgets-ready .aq-static{display:none}
-.aq-health{margin-top:16px;max-width:1200px}
-.aq-health h2{font-size:15px;margin:16px 0 6px}.aq-health h3{font-size:13px;margin:12px 0 6px}
+.aq-health{margin-top:16px;max-width:1200px;background:white;border:1px solid #e2e8f0;border-radius:8px;padding:4px 16px 12px}
+.aq-health h2{font-size:15px;margin:12px 0 6px}.aq-health h3{font-size:13px;margin:12px 0 6px}
 .aq-health-tables{display:flex;flex-wrap:wrap;gap:24px}
 .aq-health table{border-collapse:collapse;background:white;font-size:13px}
 .aq-health th,.aq-health td{border:1px solid #e2e8f0;padding:4px 8px;text-align:left}
