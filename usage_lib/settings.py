@@ -211,7 +211,8 @@ class Settings:
         return load_request_multipliers(self.router_config) if self.router_config else {}
 
     def compute_health(self, selection: Selection | None = None, viewer: str | None = None) -> Health:
-        """The health figures of one view (`compute`'s defaults), from the gateway."""
+        """The health figures of one view (`compute`'s defaults), through the archive
+        when there is one."""
         selection = selection or self.view
         viewer = viewer or self.viewer
         if not viewer:
@@ -219,7 +220,12 @@ class Settings:
         models, multipliers = self.models(), self.multipliers()
         db = open_database(self.db_url)
         try:
-            return compute_health(db, viewer, selection, models=models, multipliers=multipliers)
+            archive = self.archive()
+            try:
+                return compute_health(db, viewer, selection, models=models, multipliers=multipliers, archive=archive)
+            finally:
+                if archive is not None:
+                    archive.close()
         finally:
             db.close()
 

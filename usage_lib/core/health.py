@@ -18,9 +18,10 @@ Choices where the issue leaves room:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,8 @@ from sqlalchemy import (
 from usage_lib.core import headroom as limits, latency, queries
 from usage_lib.core.queries import COMPLETION_PATH, EMBEDDING_PATH, Shape, bucket_index, no_affinity
 from usage_lib.core.spans import Window
-from usage_lib.core.usage import Context, Selection, open_context
+from usage_lib.core.access import Scope
+from usage_lib.core.usage import Context, Selection, SettledSource, open_context
 from usage_lib.gateway.db import Database
 from usage_lib.gateway.schema import management_request as request
 
@@ -70,11 +72,38 @@ def failure_kind(status: int | None) -> str:
     return "4xx" if status < 500 else "5xx"
 
 
-def health_query(db: Database, context: Context, models: Sequence[str] | None) -> tuple[Select, dict[str, object]]:
+@dataclass(frozen=True)
+class SettledHealth:
+    """What an archive answers for one window's health (`HealthSource.settled_health`):
+    `rows` of the settled slices in the health statement's form (`COLUMNS`, summed as
+    the gateway sums its own: the two are simply concatenated), the timestamp ranges
+    left to the gateway, and what is said about it (as `usage.Settled`)."""
+
+    rows: tuple[tuple, ...]
+    gateway_ranges: tuple[queries.Range, ...]
+    notices: tuple[str, ...] = ()
+    #: Parts of the window without a health record (`Health.unrecorded`).
+    unrecorded: tuple[tuple[datetime, datetime], ...] = ()
+
+
+class HealthSource(SettledSource, Protocol):
+    """An archive `compute_health` can read (`usage_lib.history.archive.Archive`)."""
+
+    def settled_health(self, scope: Scope, window: Window, models: Sequence[str] | None,
+                       processing: bool) -> SettledHealth:
+        """The window's settled health for what `scope` may see (bucketed by the
+        window's edges); `processing`: with the gateway-overhead part."""
+
+
+def health_query(db: Database, context: Context, models: Sequence[str] | None,
+                 ranges: Sequence[queries.Range] | None = None) -> tuple[Select, dict[str, object]]:
     """The health statement and its parameters, over the same rows as the usage
-    statement (window, models, reach, token): `queries.statement_inputs`."""
+    statement (window, models, reach, token): `queries.statement_inputs`. It reads the
+    timestamp `ranges`, by default the whole window; with an archive, the parts the
+    archive does not hold (`SettledHealth.gateway_ranges`)."""
     win = context.window
-    shape, params = queries.statement_inputs(db, context.scope, models, queries.window_ranges(win), win.edges)
+    ranges = ranges if ranges is not None else queries.window_ranges(win)
+    shape, params = queries.statement_inputs(db, context.scope, models, ranges, win.edges)
     return _health_template(shape, db.has_processing_time), params
 
 
@@ -84,13 +113,24 @@ STATUS_SLOTS = 1000
 BIN_SLOTS = latency.BINS + 1
 
 
-def _status_part(status):
+def status_part(status):
+    """A status code as the statement keeps it (`STATUS_SLOTS`)."""
     return case((status.is_(None), 0), (and_(status >= 0, status < STATUS_SLOTS - 1), status + 1),
                 else_=STATUS_SLOTS - 1)
 
 
 def _bin_part(milliseconds):
     return case((milliseconds.is_(None), 0), else_=latency.bin_expression(milliseconds) + 1)
+
+
+def model_position(model, names: Sequence) -> Any:
+    """The model's position among the configured `names` (bound parameters or literals)."""
+    return case(*((model == name, index) for index, name in enumerate(names)), else_=0)
+
+
+def zero_tokens(requests):
+    """1 when both token counts of a row of `requests` are 0, else 0."""
+    return case((and_(requests.c.input_tokens == 0, requests.c.output_tokens == 0), 1), else_=0)
 
 
 #: The statement's parts: each a sum over the window's groups by fewer keys.
@@ -118,12 +158,12 @@ def _health_template(shape: Shape, processing: bool) -> Select:
     timestamp = no_affinity(request.c.timestamp) if shape.dialect == "sqlite" else request.c.timestamp
     cuts = [bindparam(f"cut_{index}", type_=stamp_type) for index in range(shape.cuts)]
     model = queries.model_expression(shape)
-    zero = case((and_(request.c.input_tokens == 0, request.c.output_tokens == 0), 1), else_=0)
-    slot = ((_status_part(request.c.status_code) * 2 + zero) * BIN_SLOTS + _bin_part(request.c.response_time_ms)) \
+    zero = zero_tokens(request)
+    slot = ((status_part(request.c.status_code) * 2 + zero) * BIN_SLOTS + _bin_part(request.c.response_time_ms)) \
         * buckets + bucket_index(timestamp, cuts, 0, shape.cuts)
     if shape.models:
         names = [bindparam(f"model_{index}", type_=String()) for index in range(shape.models)]
-        slot = case(*((model == name, index) for index, name in enumerate(names)), else_=0) * per_model + slot
+        slot = model_position(model, names) * per_model + slot
         model_column = cast(null(), String)
     else:
         model_column = model
@@ -146,24 +186,7 @@ def _health_template(shape: Shape, processing: bool) -> Select:
         "completion": case((groups.c.path.ilike(COMPLETION_PATH), 1), else_=0),
         "embedding": case((groups.c.path.ilike(EMBEDDING_PATH), 1), else_=0),
     }
-    types = {"model": String(), "oldest": stamp_type}
-
-    def part(name: str, by: Sequence[str], *where) -> Select:
-        columns = [literal(name).label("part")]
-        for column in COLUMNS[1:-2]:
-            columns.append(keys[column].label(column) if column in by else cast(null(), types.get(column, BigInteger())).label(column))
-        columns.append(func.sum(groups.c.n).label("n"))
-        oldest = func.min(groups.c.oldest) if "status" in by and "model" in by else cast(null(), stamp_type)
-        columns.append(oldest.label("oldest"))
-        return select(*columns).where(*where).group_by(*(keys[column] for column in by))
-
-    timed = and_(keys["bin"] > 0, (keys["completion"] + keys["embedding"]) > 0)
-    parts = [
-        part(LATENCY_BY_MODEL, ("model", "position", "bin", "completion", "embedding"), timed),
-        part(LATENCY_BY_BUCKET, ("bucket", "bin", "completion", "embedding"), timed),
-        part(STATUS_BY_MODEL, ("model", "position", "status", "zero", "completion")),
-        part(STATUS_BY_BUCKET, ("bucket", "status")),
-    ]
+    parts = summed_parts(keys, groups.c.n, groups.c.oldest, stamp_type)
     if processing:
         # Gateway overhead: its own histogram per path kind (a second pass over the window).
         processing_bin = _bin_part(request.c.processing_time_ms)
@@ -171,14 +194,42 @@ def _health_template(shape: Shape, processing: bool) -> Select:
         path_embedding = case((request.c.path.ilike(EMBEDDING_PATH), 1), else_=0)
         values = {"bin": processing_bin, "completion": path_completion, "embedding": path_embedding}
         parts.append(
-            select(literal(PROCESSING).label("part"),
-                   *(values[column].label(column) if column in values
-                     else cast(null(), types.get(column, BigInteger())).label(column) for column in COLUMNS[1:-2]),
-                   func.count().label("n"), cast(null(), stamp_type).label("oldest"))
+            part_select(PROCESSING, values, func.count(), cast(null(), stamp_type), stamp_type)
             .where(*queries.window_conditions(shape), request.c.processing_time_ms.is_not(None))
             .group_by(path_completion, path_embedding, processing_bin)
         )
     return union_all(*parts)
+
+
+def part_select(name: str, values: Mapping[str, Any], n, oldest, oldest_type) -> Select:
+    """One part's row (`COLUMNS`): `values` of the columns it groups by, typed NULLs for
+    the others, then `n` and `oldest` (of type `oldest_type`)."""
+    types = {"model": String(), "oldest": oldest_type}
+    columns = [literal(name).label("part")]
+    for column in COLUMNS[1:-2]:
+        columns.append(values[column].label(column) if column in values
+                       else cast(null(), types.get(column, BigInteger())).label(column))
+    return select(*columns, n.label("n"), oldest.label("oldest"))
+
+
+def summed_parts(keys: Mapping[str, Any], n, oldest, oldest_type) -> list[Select]:
+    """The four parts of the response times and statuses, summed from groups: `keys`
+    are the groups' columns `COLUMNS[1:-2]` (in the statement's encoding), `n` their
+    requests and `oldest` their earliest timestamp (of type `oldest_type`). The gateway
+    sums its window's groups so; the archive its slices' (`history.archive`)."""
+
+    def part(name: str, by: Sequence[str], *where) -> Select:
+        earliest = func.min(oldest) if "status" in by and "model" in by else cast(null(), oldest_type)
+        return part_select(name, {column: keys[column] for column in by}, func.sum(n), earliest, oldest_type) \
+            .where(*where).group_by(*(keys[column] for column in by))
+
+    timed = and_(keys["bin"] > 0, (keys["completion"] + keys["embedding"]) > 0)
+    return [
+        part(LATENCY_BY_MODEL, ("model", "position", "bin", "completion", "embedding"), timed),
+        part(LATENCY_BY_BUCKET, ("bucket", "bin", "completion", "embedding"), timed),
+        part(STATUS_BY_MODEL, ("model", "position", "status", "zero", "completion")),
+        part(STATUS_BY_BUCKET, ("bucket", "status")),
+    ]
 
 
 @dataclass(frozen=True)
@@ -218,6 +269,9 @@ class Health:
     headroom: pd.DataFrame | None
     near_limit: pd.DataFrame | None
     notices: tuple[str, ...] = field(default=())
+    #: Parts of the window of which neither the gateway nor the archive has a health
+    #: record: their buckets show nothing for want of data, not for want of use.
+    unrecorded: tuple[tuple[datetime, datetime], ...] = field(default=())
 
     @property
     def oldest_in_flight_age_s(self) -> float | None:
@@ -464,17 +518,28 @@ def compute_health(
     selection: Selection | None = None,
     models: Sequence[str] | None = None,
     multipliers: Mapping[str, float] | None = None,
+    archive: HealthSource | None = None,
 ) -> Health:
     """The health figures for `viewer` and `selection`, over the same requests as
     `usage.compute_usage` (window, configured `models`, reach, token), read from the
     gateway: viewer, catalogue, the health statement and, for org admins and global
     admins of a gateway with limits, the headroom statement. `multipliers` are the
-    router configuration's per-model request-limit multipliers."""
+    router configuration's per-model request-limit multipliers.
+
+    With an `archive` (`usage_lib.history.archive.open_archive`), settled slices come
+    from it and the health statement reads only the rest of the window; the figures are
+    the same while the gateway still holds the window. Headroom (per-minute peaks, which
+    the archive does not keep) always comes from the gateway."""
     with db.connect() as conn:
-        context = open_context(conn, db, viewer, selection, models)
-        statement, params = health_query(db, context, models)
-        rows = conn.execute(statement, params).all()
+        context = open_context(conn, db, viewer, selection, models, archive)
+        settled = None
+        if archive is not None:
+            settled = archive.settled_health(context.scope, context.window, models, db.has_processing_time)
+        statement, params = health_query(db, context, models, settled.gateway_ranges if settled is not None else None)
+        rows = [*conn.execute(statement, params).all(), *(settled.rows if settled is not None else ())]
         headroom = limits.read_headroom(conn, db, context.scope, context.window, models, multipliers or {})
     context.log_fallbacks()
-    return shape_health(rows, models, context.window, context.selection.tz, db.has_processing_time, headroom,
-                        context.notices)
+    notices = (*context.notices, *(settled.notices if settled is not None else ()))
+    health = shape_health(rows, models, context.window, context.selection.tz, db.has_processing_time, headroom,
+                          notices)
+    return health if settled is None else dataclasses.replace(health, unrecorded=settled.unrecorded)

@@ -14,15 +14,17 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import BigInteger, Integer, and_, case, cast, false, func, literal, select, union_all
+from sqlalchemy import BigInteger, Integer, String, and_, case, cast, false, func, literal, null, select, union_all
 
+from usage_lib.core import health
 from usage_lib.core.access import Scope
+from usage_lib.core.health import SettledHealth
 from usage_lib.core.queries import CUMULATIVE, Range, bucket_index, window_ranges
 from usage_lib.core.spans import Window
 from usage_lib.core.usage import SUMMED, Settled
 from usage_lib.history import schema
 from usage_lib.history.schema import SLICE, TOKEN_TABLES
-from usage_lib.history.slices import ceil_to, epoch, floor_to, instant
+from usage_lib.history.slices import ceil_to, epoch, floor_to, from_micros, instant
 from usage_lib.history.store import State, Store, open_store
 
 EMPTY_NOTICE = "The usage archive is empty (no sync yet): figures come from the gateway alone."
@@ -139,30 +141,45 @@ def _select_part(table, low: int, high: int, key, conditions) -> Any:
     ).where(table.c.slice >= low, table.c.slice < high, *conditions)
 
 
+def _common(table, scope: Scope, models: Sequence[str] | None) -> list:
+    """Conditions on `table`'s rows: the configured models and the selected token."""
+    conditions = []
+    if models is not None:
+        conditions.append(table.c.model.in_(list(models)) if models else false())
+    if scope.token is not None:
+        conditions.append(table.c.token_id == scope.token.id)
+    return conditions
+
+
+def _reach_conditions(table, scope: Scope, models: Sequence[str] | None) -> list | None:
+    """Conditions for the rows of `table` (one with token_id and user_id) that `scope`
+    may see, as `queries.reach_condition` for requests (None: none)."""
+    reach = scope.reach
+    conditions = _common(table, scope, models)
+    if reach.everything:
+        return conditions
+    either = []
+    if reach.token_ids:
+        either.append(table.c.token_id.in_(sorted(reach.token_ids)))
+    if reach.email and reach.email_token_ids:
+        either.append(and_(table.c.user_id == reach.email, table.c.token_id.in_(sorted(reach.email_token_ids))))
+    if not either:
+        return None
+    return [*conditions, either[0] if len(either) == 1 else either[0] | either[1]]
+
+
 def _parts(plan_: Plan, scope: Scope, models: Sequence[str] | None, by_user_id: bool) -> list:
     """The SELECTs whose union is every archived row in the plan that `scope` may see."""
     reach = scope.reach
 
     def common(table) -> list:
-        conditions = []
-        if models is not None:
-            conditions.append(table.c.model.in_(list(models)) if models else false())
-        if scope.token is not None:
-            conditions.append(table.c.token_id == scope.token.id)
-        return conditions
+        return _common(table, scope, models)
 
     detail = schema.slice_detail
     if by_user_id:
-        conditions = common(detail)
-        if not reach.everything:
-            either = []
-            if reach.token_ids:
-                either.append(detail.c.token_id.in_(sorted(reach.token_ids)))
-            if reach.email and reach.email_token_ids:
-                either.append(and_(detail.c.user_id == reach.email, detail.c.token_id.in_(sorted(reach.email_token_ids))))
-            if not either:
-                return []
-            conditions.append(either[0] if len(either) == 1 else either[0] | either[1])
+        conditions = _reach_conditions(detail, scope, models)
+        if conditions is None:
+            return []
         return [_select_part(detail, plan_.start, plan_.end, detail.c.user_id, conditions)]
     parts = []
     if reach.everything or reach.token_ids:
@@ -212,6 +229,64 @@ def _sums(conn, plan_: Plan, scope: Scope, cuts: Sequence[datetime], models, by_
                    gateway_ranges=plan_.gateway_ranges)
 
 
+HEALTH_FROM_NOTICE = ("No health figures recorded from {start} to {end}: those slices were archived before "
+                      "the archive kept them (a sync of an older version).")
+
+
+def _health_gap(plan_: Plan, state: State, window: Window) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
+    """The notice and the unrecorded time where the plan reads slices archived before
+    the archive kept health (`State.health_from`): a gap, for health."""
+    start, end = max(plan_.start, state.first_slice), min(plan_.end, state.health_from)
+    if start >= end:
+        return (), ()
+    return (HEALTH_FROM_NOTICE.format(start=_shown(start, window), end=_shown(end, window)),), ((start, end),)
+
+
+def _health_statement(plan_: Plan, scope: Scope, models: Sequence[str] | None, edges: Sequence[datetime],
+                      processing: bool) -> Any:
+    """The plan's archived health in the health statement's form (`health.COLUMNS`),
+    for what `scope` may see: slice rows summed per the statement's keys (bucketed by
+    the window's `edges`, each slice in the bucket its start is in), then summed the
+    statement's ways (`health.summed_parts`); None when the scope sees nothing."""
+    table = schema.slice_health
+    conditions = _reach_conditions(table, scope, models)
+    if conditions is None:
+        return None
+    in_plan = (table.c.slice >= plan_.start, table.c.slice < plan_.end)
+    bounds = [literal(int(epoch(edge)), BigInteger()) for edge in edges]
+    keys = {
+        "model": cast(null(), String) if models else table.c.model,
+        "position": health.model_position(table.c.model, [literal(name) for name in models]) if models
+        else literal(0, Integer()),
+        "status": health.status_part(table.c.status_code),
+        "zero": table.c.zero_tokens,
+        "bin": case((table.c.latency_bin.is_(None), 0), else_=table.c.latency_bin + 1),
+        "bucket": bucket_index(table.c.slice, bounds, 0, len(bounds)),
+        "completion": table.c.completion,
+        "embedding": table.c.embedding,
+    }
+    groups = (
+        select(*(value.label(name) for name, value in keys.items()),
+               func.sum(table.c.requests).label("n"), func.min(table.c.oldest_in_flight).label("oldest"))
+        .where(*in_plan, *conditions)
+        .group_by(*keys.values())
+        .cte("archived_health")
+    )
+    parts = health.summed_parts({name: groups.c[name] for name in keys}, groups.c.n, groups.c.oldest, BigInteger())
+    if processing:
+        overhead = schema.slice_processing
+        values = {"bin": overhead.c.processing_bin + 1, "completion": overhead.c.completion,
+                  "embedding": overhead.c.embedding}
+        parts.append(
+            health.part_select(health.PROCESSING, values, func.sum(overhead.c.requests),
+                               cast(null(), BigInteger), BigInteger())
+            .where(overhead.c.slice >= plan_.start, overhead.c.slice < plan_.end,
+                   *_reach_conditions(overhead, scope, models))
+            .group_by(*values.values())
+        )
+    return union_all(*parts)
+
+
 @dataclass
 class Archive:
     """An archive opened for reading (`open_archive`).
@@ -259,6 +334,26 @@ class Archive:
                 _sums(conn, chosen, scope, cuts, models, by_user_id), notices=chosen.notices,
                 unrecorded=tuple((instant(a).astimezone(zone), instant(b).astimezone(zone))
                                  for a, b in chosen.unrecorded if a < b))
+
+    def settled_health(self, scope: Scope, window: Window, models: Sequence[str] | None,
+                       processing: bool) -> SettledHealth:
+        with self.store.engine.connect() as conn:
+            state, gaps, _seen = self._current(conn)
+            if state is None:
+                return SettledHealth(rows=(), gateway_ranges=window_ranges(window), notices=(EMPTY_NOTICE,))
+            chosen = plan(window, state, gaps, window.edges)
+            if chosen is None:
+                return SettledHealth(rows=(), gateway_ranges=window_ranges(window))
+            statement = _health_statement(chosen, scope, models, window.edges, processing)
+            rows = () if statement is None else tuple(conn.execute(statement).all())
+        last = health.COLUMNS.index("oldest")
+        notices, unrecorded = _health_gap(chosen, state, window)
+        zone = window.start.tzinfo
+        return SettledHealth(
+            rows=tuple((*row[:last], None if row[last] is None else from_micros(row[last])) for row in rows),
+            gateway_ranges=chosen.gateway_ranges, notices=(*chosen.notices, *notices),
+            unrecorded=tuple((instant(a).astimezone(zone), instant(b).astimezone(zone))
+                             for a, b in (*chosen.unrecorded, *unrecorded) if a < b))
 
     def close(self) -> None:
         self.store.close()

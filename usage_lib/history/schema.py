@@ -9,7 +9,7 @@ Nothing is NULL-keyed except what the gateway itself leaves NULL (user_id, statu
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, SmallInteger, String, Table, Text
 
 SLICE = 15 * 60
 HOUR = 60 * 60
@@ -29,6 +29,9 @@ state = Table(
     Column("gateway_oldest", BigInteger),
     Column("settle_seconds", Integer, nullable=False),
     Column("synced_at", BigInteger, nullable=False),
+    #: The first slice with health records (`slice_health`): slices synced before the
+    #: archive kept them (revision 0001) have none.
+    Column("health_from", BigInteger, nullable=False),
 )
 
 #: Slices the archive cannot hold: the gateway deleted their requests before a sync.
@@ -71,6 +74,48 @@ slice_detail = Table(
     Index("slice_detail_token", "token_id", "slice"),
     Index("slice_detail_user_id", "user_id", "slice"),
 )
+
+#: Health (core/health.py) per slice, token, model, user_id, status code, path kind,
+#: whether both token counts are 0 and latency bin (`core.latency`; NULL: no response
+#: time): the health statement's grain plus what the viewer's reach needs.
+slice_health = Table(
+    "slice_health",
+    metadata,
+    Column("slice", BigInteger, nullable=False),
+    Column("token_id", Integer, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("user_id", Text),
+    Column("status_code", Integer),
+    #: 1 when the path is a completion (embedding) by SPEC's rule, else 0.
+    Column("completion", SmallInteger, nullable=False),
+    Column("embedding", SmallInteger, nullable=False),
+    Column("zero_tokens", SmallInteger, nullable=False),
+    Column("latency_bin", SmallInteger),
+    Column("requests", BigInteger, nullable=False),
+    #: Requests still without a status when their slice settled: the earliest one's
+    #: timestamp, microseconds since the epoch (NULL for every other status).
+    Column("oldest_in_flight", BigInteger),
+    Index("slice_health_slice", "slice"),
+    Index("slice_health_token", "token_id", "slice"),
+)
+
+#: Gateway overhead: requests with a `processing_time_ms` per slice, token, model,
+#: user_id, path kind and its latency bin (none when the gateway does not log it).
+slice_processing = Table(
+    "slice_processing",
+    metadata,
+    Column("slice", BigInteger, nullable=False),
+    Column("token_id", Integer, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("user_id", Text),
+    Column("completion", SmallInteger, nullable=False),
+    Column("embedding", SmallInteger, nullable=False),
+    Column("processing_bin", SmallInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Index("slice_processing_slice", "slice"),
+    Index("slice_processing_token", "token_id", "slice"),
+)
+
 
 def _token_table(name: str) -> Table:
     return Table(

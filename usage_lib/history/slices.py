@@ -10,6 +10,18 @@ from usage_lib.history.schema import HOUR, SLICE
 DAY = 24 * HOUR
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def micros(moment: datetime) -> int:
+    """An aware datetime as whole microseconds since the epoch (exact)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
 def epoch(moment: datetime) -> float:
     return moment.timestamp()
 

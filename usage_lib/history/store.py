@@ -36,6 +36,8 @@ class State:
 
     first_slice: int
     watermark: int
+    #: The first slice with health records (`schema.slice_health`).
+    health_from: int
     gateway_oldest: int | None
     settle_seconds: int
     synced_at: int

@@ -15,16 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import Integer, String, bindparam, case, delete, func, insert, literal, select, update
+from sqlalchemy import (Integer, String, Table, bindparam, case, delete, func, insert, literal, literal_column,
+                        select, union_all, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tqdm import tqdm
 
+from usage_lib.core import health, latency
 from usage_lib.core.queries import COMPLETION_PATH, EMBEDDING_PATH, bucket_index, catalogue_statement, no_affinity
 from usage_lib.gateway.db import Database
 from usage_lib.gateway.schema import management_request as request
 from usage_lib.history import schema
-from usage_lib.history.slices import DAY, HOUR, SLICE, chunks, floor_to, instant
+from usage_lib.history.slices import DAY, HOUR, SLICE, chunks, floor_to, instant, micros
 from usage_lib.history.store import State, Store, writer_lock
 
 log = logging.getLogger(__name__)
@@ -61,58 +63,124 @@ def gateway_epoch(value: object) -> int | None:
     return int(value.timestamp() // 1)
 
 
-def aggregate_statement(db: Database, slices: int):
-    """The gateway's requests of `slices` consecutive slices from `start_0`, summed per
-    (slice index, token, model, user_id, status code). Bounds are bound parameters
-    `bound_0` .. `bound_<slices>`, compared with timestamps as the figures compare them.
+#: `chunk_statement`'s first column: which archive table a row is for.
+DETAIL, HEALTH, PROCESSING = 0, 1, 2
+#: `chunk_statement`'s columns after the kind and the slice index.
+KEYS = ("token_id", "model", "user_id", "status_code")
+HEALTH_KEYS = ("completion", "embedding", "zero_tokens", "bin")
+USAGE_SUMS = ("input_tokens", "output_tokens", "completion_ms_sum", "completion_n", "embedding_ms_sum",
+              "embedding_n")
 
-    Two levels as in `queries.usage_query`: group by plain columns and the raw path,
-    then classify the few paths with the figures' case-insensitive LIKE."""
+
+def chunk_statement(db: Database, slices: int):
+    """Everything the archive keeps of `slices` consecutive slices, in one statement over
+    the gateway. Bounds are bound parameters `bound_0` .. `bound_<slices>`, compared with
+    timestamps as the figures compare them. Rows: kind, slice index, `KEYS`,
+    `HEALTH_KEYS`, requests, the earliest timestamp, `USAGE_SUMS` (NULL where a kind has
+    none):
+
+    - `HEALTH`: requests per (slice, token, model, user_id, status code, path kind,
+      zero-token flag, latency bin) with the earliest timestamp (`slice_health`);
+    - `DETAIL`: those summed per (slice, token, model, user_id, status code) with the
+      usage measures (`slice_detail`);
+    - `PROCESSING`, where the gateway logs `processing_time_ms`: its histogram per
+      (slice, token, model, user_id, path kind) (`slice_processing`; a second pass).
+
+    The chunk's rows are read once, into the health grain (a common table expression),
+    which the detail rows are summed from. Paths are classified row by row with the
+    figures' case-insensitive LIKE: cheaper here than grouping by the raw path first
+    (as the refresh statements do over far more rows), since a chunk holds one day."""
     stamp = String() if db.dialect == "sqlite" else request.c.timestamp.type
     bounds = [bindparam(f"bound_{i}", type_=stamp) for i in range(slices + 1)]
     column = no_affinity(request.c.timestamp) if db.dialect == "sqlite" else request.c.timestamp
     index = (bucket_index(column, bounds[1:-1], 0, slices - 1) if slices > 1 else literal(0, Integer())).label("slice_index")
     model = func.coalesce(request.c.model, "").label("model")
-    user_id = request.c.user_id if db.has_user_id else literal(None, String())
-    inner = (
-        select(
-            index, request.c.token_id, model, user_id.label("user_id"), request.c.status_code, request.c.path,
-            func.count().label("requests"),
-            func.coalesce(func.sum(request.c.input_tokens), 0).label("input_tokens"),
-            func.coalesce(func.sum(request.c.output_tokens), 0).label("output_tokens"),
-            func.coalesce(func.sum(request.c.response_time_ms), 0).label("ms_sum"),
-            func.count(request.c.response_time_ms).label("ms_n"),
-        )
-        .where(request.c.timestamp >= bounds[0], request.c.timestamp < bounds[-1])
-        .group_by(index, request.c.token_id, model, user_id, request.c.status_code, request.c.path)
-        .subquery("slice_groups")
-    )
-    completion = inner.c.path.ilike(COMPLETION_PATH)
-    embedding = inner.c.path.ilike(EMBEDDING_PATH)
-    keys = [inner.c.slice_index, inner.c.token_id, inner.c.model, inner.c.user_id, inner.c.status_code]
-    return select(
-        *keys,
-        func.sum(inner.c.requests),
-        func.sum(inner.c.input_tokens),
-        func.sum(inner.c.output_tokens),
-        func.sum(case((completion, inner.c.ms_sum), else_=0)),
-        func.sum(case((completion, inner.c.ms_n), else_=0)),
-        func.sum(case((embedding, inner.c.ms_sum), else_=0)),
-        func.sum(case((embedding, inner.c.ms_n), else_=0)),
+    user_id = (request.c.user_id if db.has_user_id else literal(None, String())).label("user_id")
+    in_chunk = (request.c.timestamp >= bounds[0], request.c.timestamp < bounds[-1])
+    kinds = [case((request.c.path.ilike(pattern), 1), else_=0).label(name)
+             for name, pattern in (("completion", COMPLETION_PATH), ("embedding", EMBEDDING_PATH))]
+
+    def grouped(*columns, by: tuple[str, ...]):
+        """`columns` of the chunk's rows grouped by the slice, `KEYS` but the status code,
+        the path kind and the labels `by`."""
+        return select(index, request.c.token_id, model, user_id, *columns).where(*in_chunk).group_by(
+            literal_column("slice_index"), request.c.token_id, model, user_id,
+            *(literal_column(name) for name in ("completion", "embedding", *by)))
+
+    groups = grouped(
+        request.c.status_code, *kinds, health.zero_tokens(request).label("zero_tokens"),
+        latency.bin_expression(request.c.response_time_ms).label("bin"),
+        func.count().label("requests"), func.min(request.c.timestamp).label("oldest"),
+        func.sum(request.c.input_tokens).label("input_tokens"), func.sum(request.c.output_tokens).label("output_tokens"),
+        func.coalesce(func.sum(request.c.response_time_ms), 0).label("ms_sum"),
+        func.count(request.c.response_time_ms).label("ms_n"),
+        by=("status_code", "zero_tokens", "bin"),
+    ).cte("chunk_groups")
+    keys = [groups.c.slice_index, *(groups.c[name] for name in KEYS)]
+    per_bin = select(literal(HEALTH, Integer()), *keys, *(groups.c[name] for name in HEALTH_KEYS), groups.c.requests,
+                    groups.c.oldest, *[literal(None, Integer())] * len(USAGE_SUMS))
+    detail = select(
+        literal(DETAIL, Integer()), *keys, *[literal(None, Integer())] * len(HEALTH_KEYS), func.sum(groups.c.requests),
+        literal(None, stamp), func.sum(groups.c.input_tokens), func.sum(groups.c.output_tokens),
+        *(func.sum(case((groups.c[kind] == 1, groups.c[measure]), else_=0))
+          for kind in ("completion", "embedding") for measure in ("ms_sum", "ms_n")),
     ).group_by(*keys)
+    if not db.has_processing_time:
+        return union_all(per_bin, detail)
+    processing = grouped(
+        literal(None, Integer()).label("status_code"), *kinds, literal(0, Integer()).label("zero_tokens"),
+        latency.bin_expression(request.c.processing_time_ms).label("bin"), func.count().label("requests"),
+        literal(None, stamp).label("oldest"), *[literal(None, Integer())] * len(USAGE_SUMS),
+        by=("bin",),
+    ).where(request.c.processing_time_ms.is_not(None)).subquery("processing_groups")
+    return union_all(per_bin, detail, select(literal(PROCESSING, Integer()), processing))
 
 
-def _read_chunk(db: Database, low: int, high: int) -> Iterator[list[tuple]]:
-    """The chunk's `slice_detail` rows (in its column order), in batches of at most
-    `BATCH`: memory stays flat however many requests a day holds."""
+def gateway_micros(value: object) -> int:
+    """A gateway timestamp as whole microseconds since the epoch (exact); SQLite keeps
+    naive-UTC text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return micros(value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows for one archive table, in its column order."""
+
+    table: Table
+    rows: list[tuple]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _archive_row(low: int, row: Sequence) -> tuple[Table, tuple]:
+    """A `chunk_statement` row as a row of its table. PostgreSQL sums bigints to
+    numeric (Decimal): the archive keeps integers."""
+    kind, index, token_id, model, user_id, status, completion, embedding, zero, bin_, requests, oldest = row[:12]
+    at = low + index * SLICE
+    if kind == DETAIL:
+        return schema.slice_detail, (at, token_id, model, user_id, status, int(requests), *(int(v) for v in row[12:]))
+    if kind == HEALTH:
+        in_flight = gateway_micros(oldest) if status is None else None
+        return schema.slice_health, (at, token_id, model, user_id, status, completion, embedding, zero, bin_,
+                                     int(requests), in_flight)
+    return schema.slice_processing, (at, token_id, model, user_id, completion, embedding, bin_, int(requests))
+
+
+def _read_chunk(db: Database, low: int, high: int) -> Iterator[Batch]:
+    """The chunk's rows (`chunk_statement`) for each archive table, in batches of at
+    most `BATCH`: memory stays flat however many requests a day holds."""
     slices = (high - low) // SLICE
     params = {f"bound_{i}": db.timestamp_bound(instant(low + i * SLICE)).value for i in range(slices + 1)}
     with db.connect() as conn:
-        result = conn.execution_options(yield_per=BATCH).execute(aggregate_statement(db, slices), params)
+        result = conn.execution_options(yield_per=BATCH).execute(chunk_statement(db, slices), params)
         for batch in result.partitions():
-            # PostgreSQL sums bigints to numeric (Decimal): the archive keeps integers.
-            yield [(low + row[0] * SLICE, row[1], row[2], row[3], row[4], *(int(v) for v in row[5:]))
-                   for row in batch]
+            tables: dict[Table, list[tuple]] = {}
+            for table, row in (_archive_row(low, row) for row in batch):
+                tables.setdefault(table, []).append(row)
+            yield from (Batch(table, rows) for table, rows in tables.items())
 
 
 def _roll_up(source, target, low: int, high: int, step: int, failed_from_status: bool):
@@ -128,31 +196,36 @@ def _roll_up(source, target, low: int, high: int, step: int, failed_from_status:
     return insert(target).from_select(["slice", "token_id", "model", *schema.MEASURES], chosen)
 
 
-def _insert_detail(conn, rows: Sequence[tuple]) -> None:
-    """Bulk-insert `slice_detail` rows: COPY on PostgreSQL (an INSERT per row was three
-    times slower), the driver's executemany on SQLite."""
-    names = ", ".join(column.name for column in schema.slice_detail.columns)
+def _insert(conn, batch: Batch) -> None:
+    """Bulk-insert a batch: COPY on PostgreSQL (an INSERT per row was three times
+    slower), the driver's executemany on SQLite."""
+    columns = batch.table.columns
+    names = ", ".join(column.name for column in columns)
     if conn.dialect.name == "postgresql":
         with conn.connection.dbapi_connection.cursor() as cursor:
-            with cursor.copy(f"COPY slice_detail ({names}) FROM STDIN") as copy:
-                for row in rows:
+            with cursor.copy(f"COPY {batch.table.name} ({names}) FROM STDIN") as copy:
+                for row in batch.rows:
                     copy.write_row(row)
     else:
-        marks = ", ".join("?" for _ in schema.slice_detail.columns)
-        conn.exec_driver_sql(f"INSERT INTO slice_detail ({names}) VALUES ({marks})", list(rows))
+        marks = ", ".join("?" for _ in columns)
+        conn.exec_driver_sql(f"INSERT INTO {batch.table.name} ({names}) VALUES ({marks})", batch.rows)
 
 
-def _write_chunk(conn, low: int, high: int, batches: Iterable[Sequence[tuple]], now: int,
-                 oldest: int | None) -> int:
-    """Replace the chunk's slices with `batches` of `slice_detail` rows, roll them up and
-    move the watermark to `high`, all in `conn`'s transaction; returns the requests."""
-    for table in (schema.slice_detail, schema.slice_token):
+#: The tables a chunk's slices are replaced in (the coarser ones are rolled up).
+SLICE_TABLES = (schema.slice_detail, schema.slice_token, schema.slice_health, schema.slice_processing)
+
+
+def _write_chunk(conn, low: int, high: int, batches: Iterable[Batch], now: int, oldest: int | None) -> int:
+    """Replace the chunk's slices with `batches`, roll `slice_detail` up and move the
+    watermark to `high`, all in `conn`'s transaction; returns the requests."""
+    for table in SLICE_TABLES:
         conn.execute(delete(table).where(table.c.slice >= low, table.c.slice < high))
     requests = 0
-    for rows in batches:
-        if rows:
-            _insert_detail(conn, rows)
-            requests += sum(row[5] for row in rows)
+    for batch in batches:
+        if batch.rows:
+            _insert(conn, batch)
+            if batch.table is schema.slice_detail:
+                requests += sum(row[5] for row in batch.rows)
     conn.execute(_roll_up(schema.slice_detail, schema.slice_token, low, high, SLICE, True))
     # Whole hours (then days) complete once this chunk is in: from the one holding `low`
     # up to `high`, each summed from the next finer table.
@@ -201,7 +274,7 @@ def _begin(store: Store, current: State | None, oldest: int | None, now: int, ta
             # Never past the horizon: a row may still appear before it.
             first = min(floor_to(oldest), target) if oldest is not None else target
             conn.execute(insert(schema.state).values(
-                id=1, first_slice=first, watermark=first, gateway_oldest=oldest,
+                id=1, first_slice=first, watermark=first, health_from=first, gateway_oldest=oldest,
                 settle_seconds=int(settle.total_seconds()), synced_at=now))
             return first, None
         watermark = current.watermark
