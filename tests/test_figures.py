@@ -317,11 +317,11 @@ def test_org_table_groups_by_owner_org_with_no_profile_row_last_among_ties(gatew
 # --- the refresh itself --------------------------------------------------------------
 
 
-def test_a_refresh_sends_at_most_four_statements_and_three_without_the_previous_period(one_token):
+def test_a_refresh_sends_at_most_three_statements_also_with_the_previous_period(one_token):
     g, token = one_token
     g.request(token, NOW - timedelta(hours=1))
-    assert refresh(g)[1] <= 4
-    assert refresh(g, models=None)[1] <= 4
+    assert refresh(g)[1] <= 3
+    assert refresh(g, models=None)[1] <= 3
     assert refresh(g, compare=False)[1] <= 3
     assert refresh(g, models=None, compare=False)[1] <= 3
 

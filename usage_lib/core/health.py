@@ -44,8 +44,8 @@ from sqlalchemy import (
 
 from usage_lib.core import headroom as limits, latency, queries
 from usage_lib.core.queries import COMPLETION_PATH, EMBEDDING_PATH, Shape, bucket_index, no_affinity
+from usage_lib.core.access import Catalogue, Scope
 from usage_lib.core.spans import Window
-from usage_lib.core.access import Scope
 from usage_lib.core.usage import Context, Selection, SettledSource, open_context
 from usage_lib.gateway.db import Database
 from usage_lib.gateway.schema import management_request as request
@@ -250,7 +250,8 @@ class Health:
     - `processing`: like `latency`, for the time spent in the gateway before the
       upstream call (None when the gateway does not log it).
     - `headroom`: per token of the reach, its busiest minute against its limits
-      (`headroom.read_headroom`; None for standard users or without limits);
+      (`headroom.read_headroom`, with the name the token is shown by; None for
+      standard users or without limits);
       `near_limit`: the tokens within `headroom.NEAR_LIMIT` of a limit.
     """
 
@@ -320,7 +321,8 @@ def _number(value: Any) -> Any:
     if isinstance(value, (np.integer, int)):
         return int(value)
     if isinstance(value, (np.floating, float)):
-        return float(value)
+        # JSON has no infinity: a share of a limit of 0 that was used is null.
+        return float(value) if np.isfinite(value) else None
     return value
 
 
@@ -512,6 +514,15 @@ def shape_health(rows: Sequence, models: Sequence[str] | None, win: Window, tz: 
     )
 
 
+def _named(headroom: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
+    """Headroom rows with the name each token is shown by (a service account's name for
+    its tokens), after the id."""
+    names = [catalogue.tokens[key].display_name if key in catalogue.tokens else None
+             for key in headroom["token_id"].tolist()]
+    return headroom.assign(name=pd.Series(names, index=headroom.index, dtype=object))[
+        ["token_id", "name", *(column for column in headroom.columns if column != "token_id")]]
+
+
 def compute_health(
     db: Database,
     viewer: str,
@@ -539,6 +550,8 @@ def compute_health(
         rows = [*conn.execute(statement, params).all(), *(settled.rows if settled is not None else ())]
         headroom = limits.read_headroom(conn, db, context.scope, context.window, models, multipliers or {})
     context.log_fallbacks()
+    if headroom is not None:
+        headroom = _named(headroom, context.catalogue)
     notices = (*context.notices, *(settled.notices if settled is not None else ()))
     health = shape_health(rows, models, context.window, context.selection.tz, db.has_processing_time, headroom,
                           notices)

@@ -215,6 +215,9 @@ class Shape:
     token: bool  # one token selected
     #: One entry per timestamp range read (`Reading.ranges`): whether it has an end.
     bounded: tuple[bool, ...]
+    #: Names the bound values of the ranges and cuts (`period_<i>_`), so that several
+    #: periods can share one statement.
+    prefix: str = ""
 
 
 Range = tuple[datetime, datetime | None]
@@ -233,26 +236,26 @@ CUMULATIVE = ("requests", "input_tokens", "output_tokens")
 def usage_query(
     db: Database,
     scope: Scope,
-    window: Window,
     models: Sequence[str] | None,
-    ranges: Sequence[Range] | None = None,
-    cuts: Sequence[datetime] | None = None,
+    periods: Sequence[tuple[Sequence[Range], Sequence[datetime]]],
 ) -> tuple[Select, dict[str, object]]:
-    """The usage statement and its parameters: one pass over the window, counts and sums
-    per (model, key), and running totals at each cut. It reads the timestamp `ranges`
-    (`[start, end)`, end None: no upper bound), by default the whole window
-    (`window_ranges`); with an archive, only the parts the archive does not hold (a head
-    and a tail). `cuts` are ascending instants, by default the bucket edges
-    (`window.edges`).
+    """The usage statement and its parameters: for each of the `periods` (a window and
+    the period before it, compared with), one pass over its timestamp ranges
+    (`[start, end)`, end None: no upper bound; the whole window, `window_ranges`, or
+    with an archive only the parts the archive does not hold: a head and a tail), counts
+    and sums per (model, key), and running totals at its cuts (ascending instants: the
+    bucket edges and the instants prices change). The periods' parts are one statement
+    (UNION ALL): one round trip, one statement in the refresh's budget.
 
     The key is the token id, or the `user_id` when a token is selected below an org.
     `models` restricts to the configured models; None counts every request.
 
-    Result columns: model, key, requests, failed, input_tokens, output_tokens,
-    completion_ms_sum, completion_n, embedding_ms_sum, embedding_n, then for each of
-    `CUMULATIVE` one column `<name>_before_<i>` per cut: the group's requests (input
-    tokens, output tokens) stamped before cut i, so the time between cuts i-1 and i holds
-    `requests_before_<i> - requests_before_<i-1>`.
+    Result columns: period (its index in `periods`), model, key, requests, failed,
+    input_tokens, output_tokens, completion_ms_sum, completion_n, embedding_ms_sum,
+    embedding_n, then for each of `CUMULATIVE` one column `<name>_before_<i>` per cut
+    (as many as the period with the most cuts; 0 past a period's own): the group's
+    requests (input tokens, output tokens) stamped before cut i, so the time between
+    cuts i-1 and i holds `requests_before_<i> - requests_before_<i-1>`.
 
     Two levels, for speed at millions of rows:
 
@@ -274,13 +277,28 @@ def usage_query(
     and models, kind of reach) and is built once per shape: building and hashing a new
     SQLAlchemy statement on every refresh cost several milliseconds.
     """
-    ranges = ranges if ranges is not None else window_ranges(window)
-    shape, params = statement_inputs(db, scope, models, ranges, cuts if cuts is not None else window.edges)
-    return _usage_template(shape), params
+    width = max(len(cuts) for _ranges, cuts in periods)
+    parts, params = [], {}
+    for index, (ranges, cuts) in enumerate(periods):
+        shape, values = statement_inputs(db, scope, models, ranges, cuts, prefix=f"period_{index}_")
+        parts.append(_period_part(_usage_template(shape), index, len(cuts), width))
+        params.update(values)
+    return (parts[0] if len(parts) == 1 else union_all(*parts)), params
+
+
+def _period_part(template: Select, index: int, cuts: int, width: int) -> Select:
+    """One period's statement with its index first and its running totals padded with 0
+    to `width` cuts per measure."""
+    rows = template.subquery(f"period_{index}")
+    before = [rows.c[f"{name}_before_{cut}"] if cut < cuts else literal(0).label(f"{name}_before_{cut}")
+              for name in CUMULATIVE for cut in range(width)]
+    fixed = [column for column in rows.c if "_before_" not in column.name]
+    return select(literal(index).label("period"), *fixed, *before)
 
 
 def statement_inputs(
     db: Database, scope: Scope, models: Sequence[str] | None, ranges: Sequence[Range], cuts: Sequence[datetime],
+    prefix: str = "",
 ) -> tuple[Shape, dict[str, object]]:
     """The shape of a statement over the request table for `scope` (what its SQL text
     depends on) and the values bound into it: the timestamp `ranges`, the `cuts`, the
@@ -297,14 +315,15 @@ def statement_inputs(
         everything=reach.everything,
         token=scope.token is not None,
         bounded=tuple(end is not None for _start, end in ranges),
+        prefix=prefix,
     )
     params: dict[str, object] = {}
     for index, (start, end) in enumerate(ranges):
-        params[f"start_{index}"] = db.timestamp_bound(start).value
+        params[f"{prefix}start_{index}"] = db.timestamp_bound(start).value
         if end is not None:
-            params[f"end_{index}"] = db.timestamp_bound(end).value
+            params[f"{prefix}end_{index}"] = db.timestamp_bound(end).value
     for index, cut in enumerate(cuts):
-        params[f"cut_{index}"] = db.timestamp_bound(cut).value
+        params[f"{prefix}cut_{index}"] = db.timestamp_bound(cut).value
     if models:
         params["models"] = list(models)
         for index, name in enumerate(models):
@@ -327,7 +346,7 @@ def _timestamp_type(dialect: str):
 def _usage_template(shape: Shape) -> Select:
     stamp = _timestamp_type(shape.dialect)
     key = request.c.user_id if shape.by_user_id else request.c.token_id
-    cuts = [bindparam(f"cut_{index}", type_=stamp) for index in range(shape.cuts)]
+    cuts = [bindparam(f"{shape.prefix}cut_{index}", type_=stamp) for index in range(shape.cuts)]
 
     conditions = window_conditions(shape)
     model = model_expression(shape)
@@ -373,7 +392,7 @@ def window_conditions(shape: Shape) -> list:
     model_column = no_affinity(request.c.model) if sqlite else request.c.model
     user_id_column = no_affinity(request.c.user_id) if sqlite else request.c.user_id
     stamp = _timestamp_type(shape.dialect)
-    conditions = [_time_condition(shape.bounded, stamp)]
+    conditions = [_time_condition(shape.bounded, stamp, shape.prefix)]
     if shape.models is not None:
         conditions.append(
             model_column.in_(bindparam("models", expanding=True, type_=String())) if shape.models else false()
@@ -397,14 +416,14 @@ def window_conditions(shape: Shape) -> list:
     return conditions
 
 
-def _time_condition(bounded: tuple[bool, ...], stamp):
+def _time_condition(bounded: tuple[bool, ...], stamp, prefix: str):
     """`start_i <= timestamp [< end_i]` for each range, OR-ed: each is an index range scan
     (presets have no upper bound, as on the gateway's page)."""
     ranges = []
     for index, has_end in enumerate(bounded):
-        parts = [request.c.timestamp >= bindparam(f"start_{index}", type_=stamp)]
+        parts = [request.c.timestamp >= bindparam(f"{prefix}start_{index}", type_=stamp)]
         if has_end:
-            parts.append(request.c.timestamp < bindparam(f"end_{index}", type_=stamp))
+            parts.append(request.c.timestamp < bindparam(f"{prefix}end_{index}", type_=stamp))
         ranges.append(and_(*parts))
     if not ranges:
         return false()

@@ -345,21 +345,23 @@ def _as_int(value: Any) -> int:
     return 0 if value is None else int(value)
 
 
-def _grouped_frame(rows: Sequence, cuts: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """The usage statement's rows as a frame of sums per (model, key), and their running
-    totals of `queries.CUMULATIVE` at each cut (shape: 3, groups, cuts).
+def _grouped_frame(rows: Sequence, cuts: int, width: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """One period's rows of the usage statement (without the period column) as a frame
+    of sums per (model, key), and their running totals of `queries.CUMULATIVE` at the
+    period's `cuts` (shape: 3, groups, cuts); the statement pads them to `width` cuts.
 
     Plain Python and numpy: a few thousand rows at most, and pandas' per-column type
     inference cost more than the SQL on small windows.
     """
     rows = list(rows)
-    width = len(GROUPED_COLUMNS) + len(queries.CUMULATIVE) * cuts
-    columns = list(zip(*rows)) if rows else [()] * width
+    columns = list(zip(*rows)) if rows else [()] * (len(GROUPED_COLUMNS) + len(queries.CUMULATIVE) * width)
     data: dict[str, Any] = {"model": list(columns[0]), "key": list(columns[1])}
     for position, name in enumerate(SUMMED, start=2):
         data[name] = np.fromiter((_as_int(v) for v in columns[position]), dtype=np.int64, count=len(rows))
+    first = len(GROUPED_COLUMNS)
     cumulative = np.array(
-        [[_as_int(v) for v in columns[position]] for position in range(len(GROUPED_COLUMNS), width)],
+        [[[_as_int(v) for v in columns[first + measure * width + cut]] for cut in range(cuts)]
+         for measure in range(len(queries.CUMULATIVE))],
         dtype=np.int64,
     ).reshape(len(queries.CUMULATIVE), cuts, len(rows)).transpose(0, 2, 1)
     return pd.DataFrame(data), cumulative
@@ -607,25 +609,34 @@ class _Reading:
     unrecorded: tuple[tuple[datetime, datetime], ...]
 
 
-def _read(conn, db: Database, scope: Scope, win: Window, models: Sequence[str] | None, prices: PriceBook,
-          archive: SettledSource | None, by_user_id: bool) -> _Reading:
-    """Read `win` for `scope`: one statement to the gateway (with an archive, for the
-    parts it does not hold), and the costs at the window's prices."""
-    cuts = costs.cut_points(win.start, win.edges, prices)
-    settled = archive.settled(scope, win, cuts, models, by_user_id) if archive is not None else None
-    ranges = settled.gateway_ranges if settled is not None else queries.window_ranges(win)
-    statement, params = queries.usage_query(db, scope, win, models, ranges, cuts)
-    grouped, cumulative = _grouped_frame(conn.execute(statement, params).all(), len(cuts))
-    if settled is not None:
-        grouped, cumulative = _with_settled(grouped, cumulative, settled)
-    totals = grouped[list(queries.CUMULATIVE)].to_numpy(dtype=np.int64).T
-    costing = costs.costing(grouped["model"].tolist(), cumulative, totals, cuts, win.edges, win.start, prices)
-    grouped = grouped.assign(cost=pd.Series(costing.group_cost, dtype=object))
-    # Keep the running totals at the bucket edges only.
-    at_edges = [cuts.index(edge.astimezone(timezone.utc)) for edge in win.edges]
-    return _Reading(grouped=grouped, cumulative=cumulative[:, :, at_edges], costing=costing,
-                    notices=settled.notices if settled is not None else (),
-                    unrecorded=settled.unrecorded if settled is not None else ())
+def _read(conn, db: Database, scope: Scope, windows: Sequence[Window], models: Sequence[str] | None,
+          prices: PriceBook, archive: SettledSource | None, by_user_id: bool) -> list[_Reading]:
+    """Read each of `windows` for `scope` in one statement to the gateway (with an
+    archive, only the parts it does not hold), and the costs at the windows' prices."""
+    plans = []
+    for win in windows:
+        cuts = costs.cut_points(win.start, win.edges, prices)
+        settled = archive.settled(scope, win, cuts, models, by_user_id) if archive is not None else None
+        plans.append((win, cuts, settled))
+    periods = [(settled.gateway_ranges if settled is not None else queries.window_ranges(win), cuts)
+               for win, cuts, settled in plans]
+    statement, params = queries.usage_query(db, scope, models, periods)
+    rows = conn.execute(statement, params).all()
+    width = max(len(cuts) for _win, cuts, _settled in plans)
+    readings = []
+    for index, (win, cuts, settled) in enumerate(plans):
+        grouped, cumulative = _grouped_frame([row[1:] for row in rows if row[0] == index], len(cuts), width)
+        if settled is not None:
+            grouped, cumulative = _with_settled(grouped, cumulative, settled)
+        totals = grouped[list(queries.CUMULATIVE)].to_numpy(dtype=np.int64).T
+        costing = costs.costing(grouped["model"].tolist(), cumulative, totals, cuts, win.edges, win.start, prices)
+        grouped = grouped.assign(cost=pd.Series(costing.group_cost, dtype=object))
+        # Keep the running totals at the bucket edges only.
+        at_edges = [cuts.index(edge.astimezone(timezone.utc)) for edge in win.edges]
+        readings.append(_Reading(grouped=grouped, cumulative=cumulative[:, :, at_edges], costing=costing,
+                                 notices=settled.notices if settled is not None else (),
+                                 unrecorded=settled.unrecorded if settled is not None else ()))
+    return readings
 
 
 @dataclass(frozen=True)
@@ -691,8 +702,8 @@ def compute_usage(
     slices come from it and only the rest of the window from the gateway; the figures
     are the same while the gateway still holds the window. `prices`
     (`prices.load_price_book`) price the tokens; without, every request is unpriced.
-    With `compare`, the same length of time before the window is read too (one more
-    statement) for each figure's change. Raises `UsageError` for an unknown viewer,
+    With `compare`, the same length of time before the window is read too (a second
+    part of the usage statement) for each figure's change. Raises `UsageError` for an unknown viewer,
     zone or span.
     """
     prices = prices if prices is not None else NO_PRICES
@@ -702,12 +713,13 @@ def compute_usage(
         catalogue, catalogue_rows = context.catalogue, context.catalogue_rows
         notices = list(context.notices)
         by_user_id = scope.top_kind == "user_id" and db.has_user_id
-        reading = _read(conn, db, scope, win, models, prices, archive, by_user_id)
+        before = previous_window(win)
+        reading, *compared = _read(conn, db, scope, (win, before) if compare else (win,), models, prices, archive,
+                                   by_user_id)
         notices.extend(reading.notices)
-        earlier = None
-        if compare:
-            earlier = _read(conn, db, scope, previous_window(win), models, prices, archive, by_user_id)
-            notices.extend(_previous_held(earlier, previous_window(win), _oldest(catalogue_rows), archive is not None))
+        earlier = compared[0] if compared else None
+        if earlier is not None:
+            notices.extend(_previous_held(earlier, before, _oldest(catalogue_rows), archive is not None))
     context.log_fallbacks()
     notices.extend(prices.notices)
     known = tuple(models) if models is not None else tuple(
@@ -724,7 +736,7 @@ def compute_usage(
         then_sums = _sum_by_key(then, _top_keys(kind, then, catalogue))
         top = _compared(top, top_keys, now_sums, then_sums)
         stopped = _stopped(kind, now_sums, then_sums, scope, catalogue, selection.top)
-        previous = Previous(window=previous_window(win), metrics=_metrics(earlier.grouped),
+        previous = Previous(window=before, metrics=_metrics(earlier.grouped),
                             cost=costs.summary(earlier.costing.group_cost, earlier.costing.group_unpriced, prices))
     return Usage(
         scope=scope,
