@@ -107,7 +107,7 @@ def test_tiles_and_table_equal_the_report(open_dashboard, demo_gateway, capsys, 
     dashboard = open_dashboard(viewer, Selection(**view))
     report = report_json(capsys, demo_gateway, viewer, **view)
     assert dashboard.error is None
-    assert dashboard.usage.to_json() == report
+    assert dashboard.usage.to_json() == {key: value for key, value in report.items() if key != "health"}
     assert dashboard.tile_texts() == expected_tiles(report["metrics"], report["cost"])
     assert dashboard.table.kind == report["top"]["kind"]
     assert dashboard.table.displayed() == expected_rows(report)
