@@ -257,7 +257,7 @@ def _archive_rows(store) -> dict:
 
     with store.engine.connect() as conn:
         return {table.name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-                for table in (schema.slice_detail, schema.slice_token, schema.hour_token)}
+                for table in (schema.slice_detail, schema.slice_token, schema.hour_token, schema.slice_health)}
 
 
 def worker_catchup(spec: dict) -> dict:

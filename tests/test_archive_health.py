@@ -37,7 +37,7 @@ from tests.test_archive_equality import (  # noqa: F401  (make_url: a fixture)
     worlds,
 )
 from usage_lib import Selection, compute_usage, open_database
-from usage_lib.core.health import compute_health
+from usage_lib.core.health import HEADROOM_GATEWAY_ONLY_NOTICE, compute_health
 from usage_lib.gateway.schema import management_request
 from usage_lib.history import schema
 from usage_lib.history.archive import HEALTH_FROM_NOTICE, open_archive
@@ -51,10 +51,10 @@ FRAMES = ("latency", "latency_by_model", "latency_over_time", "statuses", "failu
 VALUES = ("in_flight", "oldest_in_flight", "tokens_unknown")
 
 
-def assert_same_health(direct, archived, context: str) -> None:
+def assert_same_health(direct, archived, context: str, frames: tuple[str, ...] = FRAMES) -> None:
     """Every health figure equal (notices may differ: the archive adds its own)."""
     try:
-        for name in FRAMES:
+        for name in frames:
             mine, theirs = getattr(archived, name), getattr(direct, name)
             assert (mine is None) == (theirs is None), name
             if mine is not None:
@@ -263,3 +263,42 @@ def test_health_after_the_upgrade_equals_the_direct_health_with_no_notice(upgrad
         archived = health(gateway_url, archive_url, viewer=viewer, start=at(8), end=at(14))
         assert_same_health(direct, archived, viewer)
         assert not any("No health figures recorded" in notice for notice in archived.notices)
+
+
+# --- beyond the gateway's retention ---------------------------------------------------------
+
+
+def test_health_beyond_retention_is_the_health_the_gateway_gave_before_it_deleted(gateway_db, make_url):
+    """Figures of 06:00-10:00 read directly, then synced, then deleted from the gateway:
+    the archive alone gives the same figures; a range starting inside a slice snaps to
+    it with the usage notice."""
+    g = gateway_db()
+    acme = g.org("Acme")
+    root = g.user("root", role="admin", org=acme)
+    token = g.token(root, "main")
+    g.request(token, at(6, 5), count=3, ms=120, processing_ms=7)
+    g.request(token, at(7, 30), count=2, status=503, ms=900, model="claude")
+    g.request(token, at(8, 15), count=1, status=None, ms=None)
+    g.request(token, at(9, 59), count=4, ms=40, path="/v1/embeddings", model="embed-small",
+              input_tokens=0, output_tokens=0)
+    before = health(g.url, None, start=at(6), end=at(10), tz="Asia/Kolkata")
+    archive_url = make_url(g.backend, "archive")
+    db = open_database(g.url)
+    store = open_store(archive_url, writable=True)
+    try:
+        sync(db, store, now=at(14), settle=SETTLE)
+        with g.engine.begin() as conn:
+            conn.execute(management_request.delete())
+        sync(db, store, now=at(14, 1), settle=SETTLE)  # the gateway now holds nothing
+    finally:
+        store.close()
+        db.close()
+    after = health(g.url, archive_url, start=at(6), end=at(10), tz="Asia/Kolkata")
+    # The headroom (per-minute peaks) comes from the gateway alone, and says so.
+    assert_same_health(before, after, "after the gateway deleted", FRAMES[:-2])
+    assert len(before.headroom) == 1 and after.headroom.empty
+    assert HEADROOM_GATEWAY_ONLY_NOTICE in after.notices and HEADROOM_GATEWAY_ONLY_NOTICE not in before.notices
+    assert (after.in_flight, after.oldest_in_flight) == (1, at(8, 15))
+    assert after.processing.loc["completion", "requests"] == 3
+    snapped = health(g.url, archive_url, start=at(6, 20), end=at(10))
+    assert any("shown from 2026-11-24 06:15" in notice for notice in snapped.notices), snapped.notices

@@ -308,7 +308,7 @@ print("done", flush=True)
 SEEN_BY_A_READER = text(
     "SELECT (SELECT watermark FROM archive_state WHERE id = 1),"
     " (SELECT max(slice) FROM slice_detail), (SELECT max(slice) FROM slice_token),"
-    " (SELECT max(slice) FROM hour_token)"
+    " (SELECT max(slice) FROM hour_token), (SELECT max(slice) FROM slice_health)"
 )
 
 
@@ -350,7 +350,7 @@ def test_sync_killed_at_any_point_resumes_to_the_archive_of_one_uninterrupted_sy
 
     def nothing_from(low: int) -> None:
         assert store.state().watermark == low
-        for table in (schema.slice_detail, schema.slice_token, schema.hour_token):
+        for table in (schema.slice_detail, schema.slice_token, schema.hour_token, schema.slice_health):
             assert read(archive_url, select(func.count()).select_from(table).where(table.c.slice >= low)) == [(0,)]
 
     try:

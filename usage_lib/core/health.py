@@ -55,6 +55,10 @@ PATH_KINDS = ("completion", "embedding")
 #: Failure kinds, in the charts' stacking order.
 FAILURE_KINDS = ("4xx", "429", "5xx")
 HEALTH_JSON_VERSION = 1
+HEADROOM_GATEWAY_ONLY_NOTICE = (
+    "Rate-limit headroom covers only the requests the gateway still holds: the archive keeps no "
+    "per-minute peaks."
+)
 NO_PROCESSING_TIME_NOTICE = (
     "This gateway's database has no processing_time_ms column (gateways before it log "
     "no time spent in the gateway itself): no gateway overhead shown."
@@ -84,6 +88,9 @@ class SettledHealth:
     notices: tuple[str, ...] = ()
     #: Parts of the window without a health record (`Health.unrecorded`).
     unrecorded: tuple[tuple[datetime, datetime], ...] = ()
+    #: Part of the window is older than the gateway's oldest request: only the archive
+    #: holds it (so the headroom, read from the gateway alone, leaves it out).
+    beyond_gateway: bool = False
 
 
 class HealthSource(SettledSource, Protocol):
@@ -553,6 +560,8 @@ def compute_health(
     if headroom is not None:
         headroom = _named(headroom, context.catalogue)
     notices = (*context.notices, *(settled.notices if settled is not None else ()))
+    if headroom is not None and settled is not None and settled.beyond_gateway:
+        notices = (*notices, HEADROOM_GATEWAY_ONLY_NOTICE)
     health = shape_health(rows, models, context.window, context.selection.tz, db.has_processing_time, headroom,
                           notices)
     return health if settled is None else dataclasses.replace(health, unrecorded=settled.unrecorded)

@@ -349,11 +349,13 @@ class Archive:
         last = health.COLUMNS.index("oldest")
         notices, unrecorded = _health_gap(chosen, state, window)
         zone = window.start.tzinfo
+        held_from = math.inf if state.gateway_oldest is None else state.gateway_oldest
         return SettledHealth(
             rows=tuple((*row[:last], None if row[last] is None else from_micros(row[last])) for row in rows),
             gateway_ranges=chosen.gateway_ranges, notices=(*chosen.notices, *notices),
             unrecorded=tuple((instant(a).astimezone(zone), instant(b).astimezone(zone))
-                             for a, b in (*chosen.unrecorded, *unrecorded) if a < b))
+                             for a, b in (*chosen.unrecorded, *unrecorded) if a < b),
+            beyond_gateway=epoch(window.start) < held_from and state.first_slice < held_from)
 
     def close(self) -> None:
         self.store.close()
