@@ -280,6 +280,11 @@ class Health:
     #: Parts of the window of which neither the gateway nor the archive has a health
     #: record: their buckets show nothing for want of data, not for want of use.
     unrecorded: tuple[tuple[datetime, datetime], ...] = field(default=())
+    #: What the figures cover (the effective scope, as `Usage.scope`; None when shaped
+    #: without a viewer) and the choices it fell back from (as `Usage.fallbacks`); not
+    #: part of the JSON.
+    scope: Scope | None = field(default=None, compare=False, repr=False)
+    fallbacks: tuple[str, ...] = field(default=())
 
     @property
     def oldest_in_flight_age_s(self) -> float | None:
@@ -564,4 +569,5 @@ def compute_health(
         notices = (*notices, HEADROOM_GATEWAY_ONLY_NOTICE)
     health = shape_health(rows, models, context.window, context.selection.tz, db.has_processing_time, headroom,
                           notices)
-    return health if settled is None else dataclasses.replace(health, unrecorded=settled.unrecorded)
+    return dataclasses.replace(health, unrecorded=settled.unrecorded if settled is not None else (),
+                               scope=context.scope, fallbacks=context.selection_notes + context.scope.fallbacks)

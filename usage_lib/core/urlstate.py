@@ -9,7 +9,8 @@ operator's zone with a note, and the operator's zone is never written into the U
 addresses made before there was a zone picker stay as they were. Auto-refresh is off
 unless the address says otherwise (`refresh=30s|1m|5m`, `REFRESH_INTERVALS`); an unknown
 interval is off, with a note (`refresh_or_off`). It is a setting of the page, not part of
-the view: Back and Forward keep it.
+the view: Back and Forward keep it. So is the section shown (`view=health`, `SECTIONS`;
+without it, or an unknown one, the usage section: `section_from_query`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ REFRESH_KEY = "refresh"
 REFRESH_OFF = "off"
 REFRESH_INTERVALS = {"30s": 30, "1m": 60, "5m": 300}
 
-STATE_KEYS = ("org", "span", "token", "top", "start", "end", "tz", REFRESH_KEY)
+#: The section key and its choices (issue 15): the usage figures (the default, never
+#: written) or the gateway's health.
+VIEW_KEY = "view"
+USAGE_SECTION = "usage"
+HEALTH_SECTION = "health"
+SECTIONS = (USAGE_SECTION, HEALTH_SECTION)
+
+STATE_KEYS = ("org", "span", "token", "top", "start", "end", "tz", REFRESH_KEY, VIEW_KEY)
 IDENTITY_KEYS = ("viewer", "user", "email", "username", "as", "identity")
 #: A time's `+01:00` offset typed into an address unencoded arrives as a space.
 _SPACED_OFFSET = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d(?::?\d\d)?)$")
@@ -84,6 +92,15 @@ def refresh_or_off(requested: object) -> tuple[str, str | None]:
     return REFRESH_OFF, f"unknown auto-refresh interval {_shown(requested)!r}; auto-refresh is off"
 
 
+def section_from_query(query: str | None) -> str:
+    """The section the URL asks for: `HEALTH_SECTION` for ``view=health``; the usage
+    section without the key or for any other value (a section is no secret: nothing to
+    note)."""
+    values = parse_qs(query or "", keep_blank_values=True).get(VIEW_KEY, [""])
+    requested = values[0].strip().lower()
+    return requested if requested in SECTIONS else USAGE_SECTION
+
+
 def selection_from_query(query: str | None, base: Selection) -> Selection:
     """Overlay the URL's org, span, token, top, range and zone on `base`; identity keys are
     ignored and logged. `start`/`end` replace the span (both or neither: the core says
@@ -108,11 +125,12 @@ def selection_from_query(query: str | None, base: Selection) -> Selection:
 
 def query_for(org: object, span: str, token: object, top: int,
               start: datetime | None = None, end: datetime | None = None,
-              *, tz: str | None = None, default_tz: str | None = None, refresh: str = REFRESH_OFF) -> str:
+              *, tz: str | None = None, default_tz: str | None = None, refresh: str = REFRESH_OFF,
+              section: str = USAGE_SECTION) -> str:
     """The query string that reopens this view (no identity, no as-of time): `start` and
     `end` (ISO 8601 with offset) instead of `span` for a custom range; `tz` unless it is
     `default_tz`, the operator's zone (which a URL without `tz` means); `refresh` unless
-    auto-refresh is off."""
+    auto-refresh is off; `view` unless the section is the usage one."""
     params: dict[str, object] = {"org": "all" if org is None else org}
     if start is not None and end is not None:
         params["start"] = start.isoformat()
@@ -126,4 +144,6 @@ def query_for(org: object, span: str, token: object, top: int,
         params["tz"] = tz
     if refresh != REFRESH_OFF:
         params[REFRESH_KEY] = refresh
+    if section != USAGE_SECTION:
+        params[VIEW_KEY] = section
     return urlencode(params)

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from usage_lib.core.headroom import MEASURES, NEAR_LIMIT
 from usage_lib.core.health import FAILURE_KINDS
-from usage_lib.render.formatting import age, count, milliseconds, name, share
+from usage_lib.render.formatting import age, count, is_missing, milliseconds, name, share
 
 HEALTH_TITLE = "Health"
 LATENCY_TITLE = "Response time"
@@ -30,6 +30,35 @@ NEAR_LIMIT_HEADERS = ("Token", "Share of limit", "Busiest minute")
 NONE_NEAR_LIMIT = "none"
 #: What each limit counts, by the headroom frame's limit column.
 LIMIT_WORDS = {"requests_limit": "requests", "input_limit": "input tokens", "output_limit": "output tokens"}
+#: The one-line figures' labels (`facts`; the live page's tiles too).
+FAILED_LABEL = "Failed"
+IN_FLIGHT_LABEL = "In flight"
+TOKENS_UNKNOWN_LABEL = "Tokens unknown"
+OLDEST_WAITING = "the oldest waiting {age}"
+#: The live page (issue 15 item 7): its section, tiles, cards and tables.
+FAILURE_RATE_LABEL = "Failure rate"
+LATENCY_TILE = "{kind}: response time"
+OVERHEAD_TILE = f"{OVERHEAD_TITLE} (p50 / p95)"
+NO_OVERHEAD_NOTE = "not logged by this gateway"
+LATENCY_OVER_TIME_TITLE = "Response Time Over Time"
+FAILURES_OVER_TIME_TITLE = "Failures Over Time"
+MODELS_TABLE_TITLE = "Health by Model"
+MODELS_TABLE_HEADERS = ("Model", "Path", "Requests", *SHOWN_PERCENTILES, "Failed", "Failure rate", IN_FLIGHT_LABEL,
+                        TOKENS_UNKNOWN_LABEL)
+STATUS_TABLE_TITLE = "Status Codes"
+STATUS_TABLE_HEADERS = ("Status", "Kind", "Requests", "Share")
+#: A status code not yet written (the request is in flight).
+NO_STATUS = "none yet"
+HEADROOM_TITLE = "Rate-limit headroom"
+HEADROOM_NOTE = "each token's busiest minute of the window against its per-minute limits"
+HEADROOM_HEADERS = ("Token", "Requests / min", "Input tokens / min", "Output tokens / min", "Share of limit")
+NO_LIMIT = "no limit"
+NO_LIMITS_NOTE = "this gateway's database has no per-minute limits"
+
+
+def tokens_unknown_text(unknown: int) -> str:
+    """``5 completions ended without reported tokens``."""
+    return f"{count(unknown)} completion{'' if unknown == 1 else 's'} ended without reported tokens"
 
 
 def latency_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
@@ -61,12 +90,12 @@ def facts(health: Mapping[str, Any], oldest_age_s: float | None) -> list[tuple[s
     rate = share(failed / requests) if requests else share(None)
     kinds = ", ".join(f"{kind} {count(failures[kind])}" for kind in FAILURE_KINDS)
     in_flight = health["in_flight"]
-    waiting = f", the oldest waiting {age(oldest_age_s)}" if in_flight and oldest_age_s is not None else ""
+    waiting = (", " + OLDEST_WAITING.format(age=age(oldest_age_s))) if in_flight and oldest_age_s is not None else ""
     unknown = health["tokens_unknown"]
     return [
-        ("Failed", f"{count(failed)} of {count(requests)} requests ({rate}): {kinds}"),
-        ("In flight", f"{count(in_flight)}{waiting}"),
-        ("Tokens unknown", f"{count(unknown)} completion{'' if unknown == 1 else 's'} ended without reported tokens"),
+        (FAILED_LABEL, f"{count(failed)} of {count(requests)} requests ({rate}): {kinds}"),
+        (IN_FLIGHT_LABEL, f"{count(in_flight)}{waiting}"),
+        (TOKENS_UNKNOWN_LABEL, tokens_unknown_text(unknown)),
     ]
 
 
@@ -75,13 +104,30 @@ def _weighted(value: float) -> str:
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
+def busiest_text(row: Mapping[str, Any], busiest: str) -> str:
+    """A token's busiest minute in one measure (`MEASURES`' busiest column): weighted
+    requests with at most two decimals, tokens as counts."""
+    return _weighted(row[busiest]) if busiest == "busiest_requests" else count(row[busiest])
+
+
+def has_limit(value: Any) -> bool:
+    """A limit column's value is a limit (NULL and NaN: none)."""
+    return not is_missing(value)
+
+
+def headroom_cell(row: Mapping[str, Any], busiest: str, limit: str) -> str:
+    """One measure of a headroom row: ``11 of 10``; without a limit ``11 (no limit)``."""
+    if not has_limit(row[limit]):
+        return f"{busiest_text(row, busiest)} ({NO_LIMIT})"
+    return f"{busiest_text(row, busiest)} of {count(row[limit])}"
+
+
 def near_limit_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     """Per token near a limit ("near_limit" rows): "#id", its largest share of a limit,
     and its busiest minute against each limit it has, e.g. ``11 of 10 requests``."""
     return [
         (f"#{row['token_id']}", share(row["peak_share"]), ", ".join(
-            f"{_weighted(row[busiest]) if busiest == 'busiest_requests' else count(row[busiest])} "
-            f"of {count(row[limit])} {LIMIT_WORDS[limit]}"
+            f"{busiest_text(row, busiest)} of {count(row[limit])} {LIMIT_WORDS[limit]}"
             for busiest, limit, _ in MEASURES if row[limit] is not None))
         for row in rows
     ]

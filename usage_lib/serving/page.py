@@ -2,7 +2,7 @@
 
 `page_from_env` reads the settings Voila's kernel inherited (`Settings.from_env`), who is
 looking (`identity`), and what the URL asks for (``QUERY_STRING``: org, span, token,
-top, range, time zone, auto-refresh); `open_page` shows the dashboard for them. Logs go to the server's log, never to
+top, range, time zone, auto-refresh, section); `open_page` shows the dashboard for them. Logs go to the server's log, never to
 the page.
 """
 
@@ -16,7 +16,7 @@ from typing import Mapping
 
 from voila.utils import wait_for_request
 
-from usage_lib.core.urlstate import refresh_from_query, selection_from_query
+from usage_lib.core.urlstate import refresh_from_query, section_from_query, selection_from_query
 from usage_lib.core.usage import Selection
 from usage_lib.errors import UsageError
 from usage_lib.serving.identity import resolve_viewer
@@ -41,6 +41,8 @@ class Page:
     follow_address: bool
     #: The auto-refresh the URL asks for (checked by the dashboard).
     refresh: str
+    #: The section the URL asks for (`view=health`; default the usage one).
+    section: str = "usage"
 
 
 def page_from_env(env: Mapping[str, str]) -> Page:
@@ -59,6 +61,7 @@ def page_from_env(env: Mapping[str, str]) -> Page:
         problem="; ".join(problems) or None,
         follow_address=ENV_VOILA_BASE_URL in env,
         refresh=refresh_from_query(env.get(ENV_QUERY_STRING)),
+        section=section_from_query(env.get(ENV_QUERY_STRING)),
     )
 
 
@@ -70,7 +73,8 @@ def open_page() -> Dashboard:
     log_to_server()
     page = page_from_env(os.environ)
     return show_dashboard(page.settings, page.selection, viewer=page.viewer, problem=page.problem,
-                          follow_address=page.follow_address, tz=page.selection.tz, refresh=page.refresh)
+                          follow_address=page.follow_address, tz=page.selection.tz, refresh=page.refresh,
+                          section=page.section)
 
 
 def log_to_server() -> None:

@@ -654,3 +654,98 @@ class ModelsChart:
             self.model_scale.domain = []
             self.bars.x = np.array([], dtype=str)
             self.bars.y = np.array([], dtype="float64")
+
+
+#: The latency chart's colours per path kind (p50 solid, p95 dashed).
+LATENCY_COLORS = {"completion": "#4f46e5", "embedding": "#0ea5e9"}
+LATENCY_HEIGHT = 236
+LATENCY_AXIS_LABEL = "Response time (ms)"
+#: A dot on every bucket with a value: a bucket between two empty ones is no line.
+LATENCY_DOT_SIZE = 14
+
+
+class LatencyChart:
+    """p50 and p95 response times per bucket (`Health.latency_over_time`), one line per
+    path kind and percentile: p50 solid, p95 dashed, a dot on each value. Buckets
+    without a timed request are gaps (bqplot leaves NaN out of a line). Laid out as the
+    other time charts: bucket i at position i, its wall-clock start as its label;
+    buckets without a record are named in the axis title."""
+
+    SERIES = tuple((kind, q) for q in ("p50", "p95") for kind in ("completion", "embedding"))
+
+    def __init__(self, kind_titles: Mapping[str, str]) -> None:
+        self.kind_titles = dict(kind_titles)
+        self.labels: list[str] = []
+        #: Per series ("completion_p50", ...): its values per bucket (NaN: none).
+        self.values: dict[str, np.ndarray] = {}
+        self.x_scale = bq.LinearScale()
+        self.y_scale = bq.LinearScale(min=0.0, max=1.0)
+        scales = {"x": self.x_scale, "y": self.y_scale}
+        colors = [LATENCY_COLORS[kind] for kind in ("completion", "embedding")]
+        empty = np.array([], dtype="float64")
+        self.p50 = bq.Lines(x=empty, y=empty, scales=scales, colors=colors, stroke_width=2.0, line_style="solid")
+        self.p95 = bq.Lines(x=empty, y=empty, scales=scales, colors=colors, stroke_width=2.0, line_style="dashed")
+        self.dots = {
+            f"{kind}_{q}": bq.Scatter(x=empty, y=empty, scales=scales, colors=[LATENCY_COLORS[kind]],
+                                      default_size=LATENCY_DOT_SIZE, stroke="white", stroke_width=0.5)
+            for kind, q in self.SERIES
+        }
+        self.x_axis = _axis_style(bq.Axis(scale=self.x_scale, grid_lines="none", tick_format="d", label_offset="34px"))
+        self.y_axis = _axis_style(bq.Axis(scale=self.y_scale, side="left", grid_lines="solid", tick_format="~s",
+                                          label=LATENCY_AXIS_LABEL, label_offset="48px"))
+        self.figure = _figure([self.p50, self.p95, *self.dots.values()], [self.x_axis, self.y_axis],
+                              {"top": 12, "bottom": 48, "left": 66, "right": 16}, LATENCY_HEIGHT)
+        self.figure.add_class("aq-chart")
+        self.figure.add_class("aq-latency-time")
+        self.legend = widgets.HTML("", layout=Layout(width="auto"))
+        self.legend.add_class("aq-legend")
+        self.widget = widgets.VBox([self.figure, self.legend], layout=Layout(width="100%", min_width="0"))
+        self.widget.add_class("aq-chart-box")
+
+    def update(self, frame: pd.DataFrame, span: str | Span, window: Window | None = None, tz: str | None = None,
+               unrecorded=()) -> None:
+        """Show `Health.latency_over_time` (bucket, <kind>_p50, <kind>_p95 in ms)."""
+        span = spec(span)
+        starts = list(frame["bucket"])
+        x = np.arange(len(starts), dtype="float64")
+        self.values = {f"{kind}_{q}": frame[f"{kind}_{q}"].to_numpy(dtype="float64") for kind, q in self.SERIES}
+        self.labels = wall_clock_labels(starts, span)
+        finite = [v[np.isfinite(v)] for v in self.values.values()]
+        tallest = max((float(v.max()) for v in finite if v.size), default=0.0)
+        ticks = nice_ticks(tallest)
+        missing = unrecorded_buckets(window, unrecorded)
+        lo, hi = (-0.5, len(starts) - 0.5) if len(starts) else (None, None)
+        with self.x_scale.hold_sync(), self.y_scale.hold_sync(), self.x_axis.hold_sync(), self.y_axis.hold_sync():
+            self.x_scale.min = lo
+            self.x_scale.max = hi
+            self.y_scale.max = float(ticks[-1])
+            self.y_axis.tick_values = ticks
+            self.x_axis.tick_values = np.array(tick_indexes(starts, span), dtype="float64")
+            self.x_axis.tick_labels = {str(index): label for index, label in enumerate(self.labels)}
+            self.x_axis.label = time_axis_label(span, tz, set(), missing)
+        for q, lines in (("p50", self.p50), ("p95", self.p95)):
+            with lines.hold_sync():
+                lines.x = x
+                lines.y = np.vstack([self.values[f"{kind}_{q}"] for kind in ("completion", "embedding")]) \
+                    if len(starts) else np.zeros((2, 0), dtype="float64")
+        for key, dots in self.dots.items():
+            values = self.values[key]
+            shown = np.isfinite(values)
+            with dots.hold_sync():
+                dots.x = x[shown]
+                dots.y = values[shown]
+        self.legend.value = "".join(
+            f'<span class="aq-legend-item"><span class="aq-swatch aq-swatch-{q}" style="border-color:{color}"></span>'
+            f"{html.escape(self.kind_titles.get(kind, kind))} {q}</span>"
+            for q in ("p50", "p95") for kind, color in LATENCY_COLORS.items()
+        )
+
+    def clear(self) -> None:
+        self.labels = []
+        self.values = {}
+        empty = np.array([], dtype="float64")
+        for mark in (self.p50, self.p95, *self.dots.values()):
+            with mark.hold_sync():
+                mark.x = empty
+                mark.y = empty
+        self.legend.value = ""

@@ -13,6 +13,13 @@ click, a back button) only updates the *requested* selection and refreshes; the 
 against the viewer's role, and the widgets then show the *effective* scope it returns
 (`usage.scope`), so a forged org or token shows the fallback, not more data.
 
+Issue 15 adds a second section, Health (`ui.health`), chosen with the "Usage | Health"
+switch at the top and kept in the address (`view=health`). Only the section shown is
+computed: `compute_usage` while Usage is shown, `compute_health` while Health is, on the
+same selection and viewer, on every refresh (controls, Back and Forward, auto-refresh).
+Switching to a section whose figures are of another selection (or of none) refreshes
+it; otherwise its figures are shown as they were. Never two computations at once.
+
 In a notebook::
 
     from usage_lib.settings import Settings
@@ -37,8 +44,14 @@ from IPython.display import display
 from ipywidgets.widgets.widget_string import HTMLStyle
 
 from usage_lib.core.spans import SPANS, parse_time, range_window, zone
-from usage_lib.core.urlstate import REFRESH_OFF, query_for, refresh_or_off, selection_from_query, zone_or_default
+from usage_lib.core.health import NO_PROCESSING_TIME_NOTICE, Health, compute_health
+from usage_lib.core.urlstate import (
+    HEALTH_SECTION, REFRESH_OFF, SECTIONS, USAGE_SECTION, query_for, refresh_or_off, selection_from_query,
+    zone_or_default,
+)
 from usage_lib.core.prices import PriceBook
+from usage_lib.core.access import Scope
+from usage_lib.core.spans import Window
 from usage_lib.core.usage import OTHER_MODELS, TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.errors import UsageError
 from usage_lib.gateway.db import Database, open_database
@@ -49,6 +62,7 @@ from usage_lib.ui import charts
 from usage_lib.ui.addressbar import AddressBar
 from usage_lib.ui.autorefresh import Ticker, refresh_options
 from usage_lib.ui.export import ExportControl
+from usage_lib.ui.health import HealthSection
 from usage_lib.ui.table import Row, TopTable
 from usage_lib.ui.zonepicker import BrowserZone, zone_options
 
@@ -67,6 +81,7 @@ def _stylesheet() -> str:
 
 
 Compute = Callable[..., Usage]
+ComputeHealth = Callable[..., Health]
 
 #: Every tile: the gateway's seven, then the cost tile (its figure is money).
 ALL_TILES = (*((key, label) for key, label, _ in TILES), COST_TILE)
@@ -83,6 +98,9 @@ TIME_TITLES = {
 #: The models chart's views and titles.
 MODEL_VIEWS = (("Requests", "requests"), ("Cost", "cost"))
 MODEL_TITLES = {"requests": "Requests by Model", "cost": "Cost by Model"}
+#: The sections' switch (label, key) and what a failed refresh of each says.
+SECTION_VIEWS = (("Usage", USAGE_SECTION), ("Health", HEALTH_SECTION))
+COULD_NOT_LOAD = {USAGE_SECTION: "Could not load usage.", HEALTH_SECTION: "Could not load health."}
 #: How many models "requests by model over time" shows one by one (the rest: "other").
 TOP_MODELS_OVER_TIME = 5
 
@@ -99,6 +117,10 @@ class Dashboard:
     default; an unknown one is off, with a notice): the page's `ticker` then refreshes the
     view shown, on a new as-of time. A failed auto-refresh keeps the figures on screen
     and says why above them, once.
+
+    `section` is the section shown (`urlstate.SECTIONS`; default the usage one): its
+    figures are `usage` or `health`, each computed only while its section is shown
+    (`compute`, `compute_health`).
     """
 
     def __init__(
@@ -114,6 +136,8 @@ class Dashboard:
         tz: str | None = None,
         prices: PriceBook | None = None,
         refresh: str = REFRESH_OFF,
+        compute_health: ComputeHealth = compute_health,
+        section: str = USAGE_SECTION,
     ) -> None:
         self.settings = settings
         #: Who is looking (default: the settings' fixed viewer).
@@ -130,6 +154,11 @@ class Dashboard:
         #: The auto-refresh chosen: off or a key of `urlstate.REFRESH_INTERVALS`.
         self.auto_refresh = self._checked_refresh(refresh)
         self.usage: Usage | None = None
+        #: The section shown, and the Health section's figures (None: none yet, or failed).
+        self.section = section if section in SECTIONS else USAGE_SECTION
+        self.health: Health | None = None
+        #: Per section: the selection its figures on hand were computed for (adopted).
+        self._shown: dict[str, Selection] = {}
         self.error: str | None = None
         self.timings: dict[str, float] = {}
         self._db = database
@@ -141,6 +170,8 @@ class Dashboard:
         self.time_view = "requests"
         self.model_view = "requests"
         self._compute = compute
+        self._compute_health = compute_health
+        self._multipliers: dict[str, float] | None = None
         self._busy = False
         self._syncing = False
         #: The refresh under way is a history step (a drill-down): see `select(push=...)`.
@@ -302,12 +333,18 @@ class Dashboard:
 
         self.main = self._box(widgets.GridBox, [chart_column, table_card], "aq-main")
         self.panels = self._box(widgets.VBox, [self.metrics_bar, self.main], "aq-panels")
+        self.health_section = HealthSection()
 
-        self.widget = self._box(
-            widgets.VBox,
-            [self._html(_stylesheet(), "aq-style"), self.header, self.filters, self.messages, self.panels],
-            "aq-dashboard",
-        )
+        self.section_switch = widgets.ToggleButtons(
+            options=list(SECTION_VIEWS), value=self.section, layout=self._plain_layout,
+            tooltips=["Requests, tokens and cost", "Response times, failures and rate-limit headroom"])
+        self.section_switch.add_class("aq-sections-switch")
+        self.section_switch.observe(self._on_section, names="value")
+        sections = self._box(widgets.HBox, [self.section_switch], "aq-sections")
+
+        self._page_top = [self._html(_stylesheet(), "aq-style"), self.header, sections, self.filters, self.messages]
+        self.widget = self._box(widgets.VBox, [], "aq-dashboard")
+        self._show_section_widgets()
         self._set_back_buttons()
         # Shown beside `widget`, not in it: snapshots embed `widget` alone.
         self.address = AddressBar()
@@ -396,8 +433,8 @@ class Dashboard:
         return FAILED_SHARE.format(share=text)
 
     @staticmethod
-    def _title_html(usage: Usage | None) -> str:
-        token = usage.scope.token if usage is not None else None
+    def _title_html(scope: Scope | None) -> str:
+        token = scope.token if scope is not None else None
         suffix = ""
         if token is not None:
             badge = ' <span class="aq-badge">Service Account</span>' if token.service_account_id is not None else ""
@@ -409,8 +446,63 @@ class Dashboard:
         return (
             self.org_dropdown, self.span_toggle, self.range_start, self.range_end, self.range_apply, self.top_toggle,
             self.zone_dropdown, self.all_orgs_button, self.all_tokens_button, self.retry_button,
-            self.time_switch, self.model_switch,
+            self.time_switch, self.model_switch, self.section_switch,
         )
+
+    # -- the sections ------------------------------------------------------------------
+
+    def _show_section_widgets(self) -> None:
+        """Put the section shown under the page's top (the other one leaves the page: its
+        charts are drawn afresh, at their size, when it comes back)."""
+        body = self.health_section.widget if self.section == HEALTH_SECTION else self.panels
+        children = (*self._page_top, body)
+        if self.widget.children != children:
+            self.widget.children = children
+        for section in SECTIONS:
+            css = f"aq-section-{section}"
+            (self.widget.add_class if section == self.section else self.widget.remove_class)(css)
+        # The files of Export are the usage figures'.
+        self.export.layout.display = "none" if self.section == HEALTH_SECTION else None
+
+    def _figures(self) -> Usage | Health | None:
+        """The figures of the section shown (None: none yet, or its last refresh failed)."""
+        return self.health if self.section == HEALTH_SECTION else self.usage
+
+    def _on_section(self, change) -> None:
+        if not self._syncing and change["new"] is not None:
+            self.show_section(change["new"])
+
+    def show_section(self, section: str) -> Usage | Health | None:
+        """Show `section` (`urlstate.SECTIONS`; the address keeps it). Its figures are
+        computed now when they are of another selection than the one shown (or there are
+        none); otherwise they are shown as they were. Ignored while a refresh runs."""
+        if section not in SECTIONS:
+            return self._figures()
+        if self._busy:
+            self._sync_section_switch()
+            return self._figures()
+        self.section = section
+        self._sync_section_switch()
+        self._show_section_widgets()
+        figures = self._figures()
+        if figures is None or self._shown.get(section) != self.selection:
+            self.refresh()
+        else:
+            self.error = None
+            self._render_heading(figures.scope, figures.window, figures.tz)
+            self.error_box.value = ""
+            self.widget.remove_class("aq-failed")
+            self._show_address(figures.tz)
+            self._show_notices()
+            self._set_back_buttons()
+        return self._figures()
+
+    def _sync_section_switch(self) -> None:
+        syncing, self._syncing = self._syncing, True
+        try:
+            self.section_switch.value = self.section
+        finally:
+            self._syncing = syncing
 
     # -- requests from the page -------------------------------------------------------
 
@@ -549,8 +641,9 @@ class Dashboard:
         self.refresh_message = None
         self.auto_refresh = self._checked_refresh(change["new"])
         self.ticker.follow(self.auto_refresh)
-        if self.usage is not None:
-            self._show_address(self.usage.tz)
+        figures = self._figures()
+        if figures is not None:
+            self._show_address(figures.tz)
         self._show_notices()
 
     def _on_tick(self) -> None:
@@ -603,11 +696,15 @@ class Dashboard:
             self._models_loaded = True
         if self._prices is None:
             self._prices = self.settings.prices()
+        if self._multipliers is None and self.section == HEALTH_SECTION:
+            self._multipliers = self.settings.multipliers()
         return self._db, self._models, self._prices
 
     def refresh(self, *, auto: bool = False) -> Usage | None:
-        """Recompute every panel with one `compute_usage` call; errors become a message.
-        A failed `auto` refresh (the ticker's) keeps the figures shown (`_show_stale`)."""
+        """Recompute the section shown: every usage panel with one `compute_usage` call,
+        or the Health section with one `compute_health` call; errors become a message.
+        A failed `auto` refresh (the ticker's) keeps the figures shown (`_show_stale`).
+        Returns the usage figures (`health` holds the others)."""
         if self._busy:
             return self.usage
         self.export.reset()
@@ -620,10 +717,22 @@ class Dashboard:
             if not self.viewer:
                 raise UsageError("no viewer configured")
             db, models, prices = self._database()
-            usage = self._compute(db, self.viewer, self.selection, models=models, archive=self._archive, prices=prices)
-            computed = time.perf_counter()
-            self._adopt(usage)
-            self._render(usage)
+            if self.section == HEALTH_SECTION:
+                health = self._compute_health(db, self.viewer, self.selection, models=models,
+                                              multipliers=self._multipliers, archive=self._archive)
+                computed = time.perf_counter()
+                self.health = health
+                # Health has no top table: the top asked for stays (checked as the core checks it).
+                self._adopt(health.scope, health.window, health.tz, self.selection.normalised()[0].top)
+                self._render_health(health)
+            else:
+                usage = self._compute(db, self.viewer, self.selection, models=models, archive=self._archive,
+                                      prices=prices)
+                computed = time.perf_counter()
+                self.usage = usage
+                self._adopt(usage.scope, usage.window, usage.tz, usage.top_k)
+                self._render(usage)
+            self._shown[self.section] = self.selection
         except Exception as exc:  # noqa: BLE001 - every failure becomes a readable message
             message = describe_error(exc)
             if auto and message == self.error:
@@ -632,7 +741,7 @@ class Dashboard:
                 log.warning("refresh failed: %s", exc)
             else:
                 log.exception("refresh failed")
-            if auto and self.usage is not None:
+            if auto and self._figures() is not None:
                 self._show_stale(message)
             else:
                 self._show_error(message)
@@ -657,11 +766,9 @@ class Dashboard:
         for control in self.controls:
             control.disabled = loading
 
-    def _adopt(self, usage: Usage) -> None:
-        """Take the effective scope as the new request, and make the controls show it."""
-        scope = usage.scope
-        window = usage.window
-        self.usage = usage
+    def _adopt(self, scope: Scope, window: Window, tz: str, top: int) -> None:
+        """Take the effective scope (of the figures just computed: `scope`, `window`, in
+        zone `tz`, `top` rows) as the new request, and make the controls show it."""
         self.error = None
         self.selection = dataclasses.replace(
             self.selection,
@@ -671,9 +778,9 @@ class Dashboard:
             span=self.selection.span if window.custom else window.span,
             start=window.start if window.custom else None,
             end=window.until,
-            top=usage.top_k,
+            top=top,
         )
-        self._show_address(usage.tz)
+        self._show_address(tz)
         self._syncing = True
         try:
             if scope.viewer.role == "admin":
@@ -690,9 +797,9 @@ class Dashboard:
                     self.org_control.children = (self.org_label,)
             self.span_toggle.value = None if window.custom else window.span
             self._show_range(window.start, window.until) if window.custom else self._show_range(None, None)
-            self.range_zone.value = self._range_zone_html(usage.tz)
-            self.top_toggle.value = usage.top_k
-            self.zone_dropdown.value = usage.tz  # checked: the operator's or an IANA zone, both offered
+            self.range_zone.value = self._range_zone_html(tz)
+            self.top_toggle.value = top
+            self.zone_dropdown.value = tz  # checked: the operator's or an IANA zone, both offered
         finally:
             self._syncing = False
 
@@ -701,30 +808,43 @@ class Dashboard:
         selection = self.selection
         self.address.show(query_for(selection.org, selection.span, selection.token, selection.top,
                                     selection.start, selection.end, tz=tz, default_tz=self.settings.view.tz,
-                                    refresh=self.auto_refresh), push=self._push)
+                                    refresh=self.auto_refresh, section=self.section), push=self._push)
 
-    def _render(self, usage: Usage) -> None:
-        scope = usage.scope
-        metrics = usage.metrics.as_dict()
-        self.title.value = self._title_html(usage)
+    def _render_heading(self, scope: Scope, window: Window, tz: str) -> None:
+        """The title (with the token shown), who is looking, and the window's line."""
+        self.title.value = self._title_html(scope)
         role = ROLE_NAMES.get(scope.viewer.role, scope.viewer.role)
         self.subtitle.value = (
             f'<span class="aq-viewer">{html.escape(scope.viewer.label)}</span>'
             f'<span class="aq-role aq-role-{scope.viewer.role}">{html.escape(role)}</span>'
         )
-        window = usage.window
         span = window.spec
         if window.custom:
             self.as_of.value = (
-                f'<span title="window: from {html.escape(formatting.as_of(window.start, usage.tz))}, '
-                f'to {html.escape(formatting.as_of(window.until, usage.tz))} (excluded)">'
-                f"{span.label} \u00b7 {html.escape(formatting.time_range(window.start, window.until, usage.tz))}</span>"
+                f'<span title="window: from {html.escape(formatting.as_of(window.start, tz))}, '
+                f'to {html.escape(formatting.as_of(window.until, tz))} (excluded)">'
+                f"{span.label} \u00b7 {html.escape(formatting.time_range(window.start, window.until, tz))}</span>"
             )
         else:
             self.as_of.value = (
-                f'<span title="window: from {html.escape(formatting.as_of(window.start, usage.tz))}">'
-                f"{span.label} \u00b7 as of {html.escape(formatting.as_of(window.now, usage.tz))}</span>"
+                f'<span title="window: from {html.escape(formatting.as_of(window.start, tz))}">'
+                f"{span.label} \u00b7 as of {html.escape(formatting.as_of(window.now, tz))}</span>"
             )
+
+    def _render_health(self, health: Health) -> None:
+        self._render_heading(health.scope, health.window, health.tz)
+        self.health_section.show(health, health.scope.viewer.role)
+        self.error_box.value = ""
+        self.widget.remove_class("aq-failed")
+        self.range_message = None
+        self._show_notices()
+        self._set_back_buttons()
+
+    def _render(self, usage: Usage) -> None:
+        metrics = usage.metrics.as_dict()
+        self._render_heading(usage.scope, usage.window, usage.tz)
+        window = usage.window
+        span = window.spec
         for key, label, fmt in TILES:
             share = self._failed_share(metrics[key], metrics["total_requests"]) if key == "failed_requests" else None
             change, title, direction = self._tile_change(usage, key)
@@ -819,7 +939,7 @@ class Dashboard:
 
     def _show_notices(self) -> None:
         """The figures' notices and fallbacks, and why a range was not applied."""
-        usage = self.usage
+        figures = self._figures()
         parts = []
         if self.range_message is not None:
             parts.append(f'<div class="aq-notice aq-range-refused"><strong>Range not applied:</strong> '
@@ -828,21 +948,30 @@ class Dashboard:
             parts.append(f'<div class="aq-notice aq-fallback aq-zone-fallback">{html.escape(self.zone_message)}</div>')
         if self.refresh_message is not None:
             parts.append(f'<div class="aq-notice aq-fallback aq-refresh-fallback">{html.escape(self.refresh_message)}</div>')
-        if usage is not None:
-            parts += [f'<div class="aq-notice">{html.escape(n)}</div>' for n in usage.notices]
-            parts += [f'<div class="aq-notice aq-fallback">{html.escape(n)}</div>' for n in usage.fallbacks]
+        if figures is not None:
+            # Why there is no gateway overhead is said on its tile.
+            parts += [f'<div class="aq-notice">{html.escape(n)}</div>' for n in figures.notices
+                      if n != NO_PROCESSING_TIME_NOTICE]
+            parts += [f'<div class="aq-notice aq-fallback">{html.escape(n)}</div>' for n in figures.fallbacks]
         self.notice_box.value = "".join(parts)
 
     def _show_error(self, message: str) -> None:
         """No figures at all rather than stale ones next to an error."""
-        self.usage = None
         self.error = message
+        self._shown.pop(self.section, None)
         self.widget.add_class("aq-failed")
         self.error_box.value = (
-            f'<div class="aq-error-text"><strong>Could not load usage.</strong> {html.escape(message)}</div>'
+            f'<div class="aq-error-text"><strong>{COULD_NOT_LOAD[self.section]}</strong> {html.escape(message)}</div>'
         )
         self.range_message = None
         self.notice_box.value = ""
+        self.as_of.value = ""
+        if self.section == HEALTH_SECTION:
+            self.health = None
+            self.health_section.clear()
+            self._set_back_buttons()
+            return
+        self.usage = None
         for key, label in ALL_TILES:
             self.tiles[key].value = self._tile_html(label, formatting.PLACEHOLDER)
         for chart in (self.timeseries_chart, self.tokens_chart, self.model_time_chart, self.cost_chart,
@@ -862,9 +991,10 @@ class Dashboard:
         )
 
     def _set_back_buttons(self) -> None:
-        usage = self.usage
-        show_tokens = usage is not None and usage.scope.token is not None
-        show_orgs = usage is not None and usage.scope.viewer.role == "admin" and usage.scope.org is not None
+        figures = self._figures()
+        scope = figures.scope if figures is not None else None
+        show_tokens = scope is not None and scope.token is not None
+        show_orgs = scope is not None and scope.viewer.role == "admin" and scope.org is not None
         self.all_tokens_button.layout.display = None if show_tokens else "none"
         self.all_orgs_button.layout.display = None if show_orgs else "none"
 
