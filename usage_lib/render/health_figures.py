@@ -54,6 +54,7 @@ HEADROOM_NOTE = "each token's busiest minute of the window against its per-minut
 HEADROOM_HEADERS = ("Token", "Requests / min", "Input tokens / min", "Output tokens / min", "Share of limit")
 NO_LIMIT = "no limit"
 NO_LIMITS_NOTE = "this gateway's database has no per-minute limits"
+NO_TOKEN_LIMITS = "none (no token here has a per-minute limit)"
 
 
 def tokens_unknown_text(unknown: int) -> str:

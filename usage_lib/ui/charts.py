@@ -659,15 +659,25 @@ class ModelsChart:
 #: The latency chart's colours per path kind (p50 solid, p95 dashed).
 LATENCY_COLORS = {"completion": "#4f46e5", "embedding": "#0ea5e9"}
 LATENCY_HEIGHT = 236
-LATENCY_AXIS_LABEL = "Response time (ms)"
+LATENCY_AXIS_LABEL = "Response time (ms, log scale)"
 #: A dot on every bucket with a value: a bucket between two empty ones is no line.
 LATENCY_DOT_SIZE = 14
+
+
+def log_ticks(lowest: float, highest: float) -> np.ndarray:
+    """Powers of ten from the one at or below `lowest` to the one above `highest` (at
+    least two): 67 and 29,591 ms -> 10, 100, 1,000, 10,000, 100,000."""
+    low = math.floor(math.log10(max(lowest, 1e-3)))
+    high = max(math.floor(math.log10(max(highest, 1e-3))) + 1, low + 1)
+    return np.array([10.0 ** power for power in range(low, high + 1)], dtype="float64")
 
 
 class LatencyChart:
     """p50 and p95 response times per bucket (`Health.latency_over_time`), one line per
     path kind and percentile: p50 solid, p95 dashed, a dot on each value. Buckets
-    without a timed request are gaps (bqplot leaves NaN out of a line). Laid out as the
+    without a timed request are gaps (bqplot leaves NaN out of a line). The value axis
+    is logarithmic (powers of ten): embeddings' tens of milliseconds and completions'
+    seconds both read on one chart. Laid out as the
     other time charts: bucket i at position i, its wall-clock start as its label;
     buckets without a record are named in the axis title."""
 
@@ -679,7 +689,7 @@ class LatencyChart:
         #: Per series ("completion_p50", ...): its values per bucket (NaN: none).
         self.values: dict[str, np.ndarray] = {}
         self.x_scale = bq.LinearScale()
-        self.y_scale = bq.LinearScale(min=0.0, max=1.0)
+        self.y_scale = bq.LogScale(min=1.0, max=1000.0)
         scales = {"x": self.x_scale, "y": self.y_scale}
         colors = [LATENCY_COLORS[kind] for kind in ("completion", "embedding")]
         empty = np.array([], dtype="float64")
@@ -710,14 +720,16 @@ class LatencyChart:
         x = np.arange(len(starts), dtype="float64")
         self.values = {f"{kind}_{q}": frame[f"{kind}_{q}"].to_numpy(dtype="float64") for kind, q in self.SERIES}
         self.labels = wall_clock_labels(starts, span)
-        finite = [v[np.isfinite(v)] for v in self.values.values()]
-        tallest = max((float(v.max()) for v in finite if v.size), default=0.0)
-        ticks = nice_ticks(tallest)
+        finite = [v[np.isfinite(v) & (v > 0)] for v in self.values.values()]
+        tallest = max((float(v.max()) for v in finite if v.size), default=1000.0)
+        lowest = min((float(v.min()) for v in finite if v.size), default=1.0)
+        ticks = log_ticks(lowest, tallest)
         missing = unrecorded_buckets(window, unrecorded)
         lo, hi = (-0.5, len(starts) - 0.5) if len(starts) else (None, None)
         with self.x_scale.hold_sync(), self.y_scale.hold_sync(), self.x_axis.hold_sync(), self.y_axis.hold_sync():
             self.x_scale.min = lo
             self.x_scale.max = hi
+            self.y_scale.min = float(ticks[0])
             self.y_scale.max = float(ticks[-1])
             self.y_axis.tick_values = ticks
             self.x_axis.tick_values = np.array(tick_indexes(starts, span), dtype="float64")

@@ -40,7 +40,7 @@ from usage_lib.render import formatting
 from usage_lib.render.health_figures import (
     FAILED_LABEL, FAILURE_RATE_LABEL, FAILURES_OVER_TIME_TITLE, HEADROOM_HEADERS, HEADROOM_NOTE, HEADROOM_TITLE,
     IN_FLIGHT_LABEL, KIND_TITLES, LATENCY_OVER_TIME_TITLE, LATENCY_TILE, MODELS_TABLE_HEADERS, MODELS_TABLE_TITLE,
-    NEAR_LIMIT_TITLE, NO_LIMITS_NOTE, NO_OVERHEAD_NOTE, NO_STATUS, NONE_NEAR_LIMIT, OLDEST_WAITING, OVERHEAD_TILE,
+    NEAR_LIMIT_TITLE, NO_LIMITS_NOTE, NO_TOKEN_LIMITS, NO_OVERHEAD_NOTE, NO_STATUS, NONE_NEAR_LIMIT, OLDEST_WAITING, OVERHEAD_TILE,
     SHOWN_PERCENTILES, STATUS_TABLE_HEADERS, STATUS_TABLE_TITLE, TOKENS_UNKNOWN_LABEL, has_limit, headroom_cell,
     tokens_unknown_text,
 )
@@ -127,16 +127,15 @@ class HealthSection:
         self.status_table = self._html("", "aq-health-table", "aq-health-statuses")
         models_card = self._card(self.models_title, self.models_table, "aq-card-health-models")
         status_card = self._card(self.status_title, self.status_table, "aq-card-statuses")
-        table_row = self._box(widgets.GridBox, [models_card, status_card], "aq-health-row", "aq-health-tables")
+        self._bottom = self._box(widgets.GridBox, [status_card], "aq-health-row", "aq-health-bottom")
 
         self.headroom_title = self._html(self._card_title(HEADROOM_TITLE, HEADROOM_NOTE), "aq-card-title")
         self.near_limit = self._html("", "aq-near-limit")
         self.headroom_table = self._html("", "aq-health-table", "aq-headroom")
         self.headroom_card = self._card(self.headroom_title, self.near_limit, "aq-card-headroom")
         self.headroom_card.children = (self.headroom_title, self.near_limit, self.headroom_table)
-
-        self._rows = [tiles, chart_row, table_row]
-        self.widget = self._box(widgets.VBox, list(self._rows), "aq-health")
+        self._status_card = status_card
+        self.widget = self._box(widgets.VBox, [tiles, chart_row, models_card, self._bottom], "aq-health")
 
     # -- widgets ----------------------------------------------------------------------
 
@@ -290,11 +289,11 @@ class HealthSection:
     def _show_headroom(self, health: Health, role: str) -> None:
         if role == "user":
             # Nothing of it for a standard user: not even an empty card.
-            self.widget.children = tuple(self._rows)
+            self._bottom.children = (self._status_card,)
             self.near_limit.value = ""
             self.headroom_table.value = ""
             return
-        self.widget.children = (*self._rows, self.headroom_card)
+        self._bottom.children = (self._status_card, self.headroom_card)
         frame = health.headroom
         if frame is None:
             self.headroom_title.value = self._card_title(HEADROOM_TITLE, NO_LIMITS_NOTE)
@@ -304,11 +303,12 @@ class HealthSection:
         self.headroom_title.value = self._card_title(HEADROOM_TITLE, HEADROOM_NOTE)
         ordered = self.headroom_order(frame)
         near = [record for record in ordered if self.is_near(record)]
+        limited = any(has_limit(record[limit]) for record in ordered for _, limit, _ in MEASURES)
         names = ", ".join(f"{formatting.name(record['name'])} ({formatting.share(record['peak_share'])})"
                           for record in near)
         self.near_limit.value = (
             f'<div class="aq-near-title">{html.escape(NEAR_LIMIT_TITLE)}:</div> '
-            f'<div class="aq-near-names{" aq-near-some" if near else ""}">{html.escape(names or NONE_NEAR_LIMIT)}</div>'
+            f'<div class="aq-near-names{" aq-near-some" if near else ""}">{html.escape(names or (NONE_NEAR_LIMIT if limited or not ordered else NO_TOKEN_LIMITS))}</div>'
         )
         rows = []
         for record in ordered:
@@ -380,4 +380,4 @@ class HealthSection:
 
     @property
     def shows_headroom(self) -> bool:
-        return self.headroom_card in self.widget.children
+        return self.headroom_card in self._bottom.children
