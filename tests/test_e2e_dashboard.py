@@ -877,3 +877,43 @@ def test_auto_refresh_from_the_address_ticks_only_while_the_page_is_visible(brow
         assert errors == []
     finally:
         context.close()
+
+
+HEALTH_DRAWN = (
+    "() => !document.querySelector('.aq-dashboard.aq-loading')"
+    " && [...document.querySelectorAll('.aq-health-tile .aq-pct-value')].some(v => v.textContent !== '\u2014')"
+    " && document.querySelectorAll('.aq-latency-time path.line').length > 0"
+    " && document.querySelectorAll('.aq-failures-time rect.bar').length > 0"
+)
+
+
+def test_the_health_section_from_the_address(browser, voila_server, dashboard_config, shots):
+    """`?view=health` opens the Health section (issue 15 item 7): its tiles show the core's
+    figures, the org admin sees the headroom table, and the Usage tab switches back."""
+    from usage_lib.core.urlstate import section_from_query
+    from usage_lib.core.usage import Selection
+    from usage_lib.ui.health import TILES
+
+    page = start_page(browser, voila_server, DEMO_ORG_ADMIN_EMAIL, query="span=1w&view=health")
+    try:
+        page.wait_for_load_state("load", timeout=60_000)
+        page.wait_for_function(HEALTH_DRAWN, timeout=60_000)
+        shown = page.evaluate(
+            "() => Object.fromEntries([...document.querySelectorAll('.aq-health-tile')].map(t =>"
+            " [t.querySelector('.aq-tile-label').textContent, t.querySelector('.aq-tile-value').innerText"
+            "  .replace(/\\s+/g, ' ').trim()]))")
+        assert list(shown) == list(TILES.values())
+        health = dashboard_config(DEMO_ORG_ADMIN_EMAIL).compute_health(Selection(span="1w", tz="UTC", now=DEMO_NOW))
+        assert shown[TILES["in_flight"]] == formatting.count(health.in_flight)
+        assert shown[TILES["completion"]].startswith(f"p50 {formatting.milliseconds(health.latency.loc['completion', 'p50'])}")
+        assert page.locator(".aq-headroom table").count() == 1
+        assert page.locator(".aq-sections-switch .mod-active").inner_text() == "Health"
+        assert section_from_query(page.evaluate("location.search")[1:]) == "health"
+        page.screenshot(path=str(shots / "health-org-admin.png"))
+        page.locator(".aq-sections-switch button", has_text="Usage").click()
+        page.wait_for_function(FIRST_RENDER, timeout=STEP_TIMEOUT_MS)
+        page.wait_for_function("() => !location.search.includes('view=')", timeout=STEP_TIMEOUT_MS)
+        assert page.locator(".aq-health-tile").count() == 0
+        assert page.widget_errors == []
+    finally:
+        page.context.close()
