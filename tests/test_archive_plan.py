@@ -20,7 +20,7 @@ def at(text: str) -> int:
 
 def state(first: str = "2026-11-01T00:00", watermark: str = "2026-11-24T10:00", oldest: str = "2026-11-10T00:00") -> State:
     return State(first_slice=at(first), watermark=at(watermark), gateway_oldest=at(oldest),
-                 settle_seconds=7200, synced_at=at("2026-11-24T12:00"))
+                 settle_seconds=7200, synced_at=at("2026-11-24T12:00"), health_from=at(first))
 
 
 def test_a_range_is_covered_by_days_in_the_middle_and_finer_pieces_at_its_ends():
