@@ -88,8 +88,9 @@ def chunk_statement(db: Database, slices: int):
 
     The chunk's rows are read once, into the health grain (a common table expression),
     which the detail rows are summed from. Paths are classified row by row with the
-    figures' case-insensitive LIKE: cheaper here than grouping by the raw path first
-    (as the refresh statements do over far more rows), since a chunk holds one day."""
+    figures' case-insensitive LIKE: the health grain has nearly as many groups as a
+    day has rows, and grouping by the raw path first, then classifying the day's few
+    distinct paths, measured no faster (SQLite, 1M-request demo)."""
     stamp = String() if db.dialect == "sqlite" else request.c.timestamp.type
     bounds = [bindparam(f"bound_{i}", type_=stamp) for i in range(slices + 1)]
     column = no_affinity(request.c.timestamp) if db.dialect == "sqlite" else request.c.timestamp
@@ -101,8 +102,8 @@ def chunk_statement(db: Database, slices: int):
              for name, pattern in (("completion", COMPLETION_PATH), ("embedding", EMBEDDING_PATH))]
 
     def grouped(*columns, by: tuple[str, ...]):
-        """`columns` of the chunk's rows grouped by the slice, `KEYS` but the status code,
-        the path kind and the labels `by`."""
+        """`columns` of the chunk's rows, grouped by slice, token, model, user_id, path
+        kind and the labels `by`."""
         return select(index, request.c.token_id, model, user_id, *columns).where(*in_chunk).group_by(
             literal_column("slice_index"), request.c.token_id, model, user_id,
             *(literal_column(name) for name in ("completion", "embedding", *by)))
