@@ -182,6 +182,15 @@ _TEAMS = [
     (7, "TPS Automation", 3),
 ]
 
+# Per-minute limits (requests, input tokens, output tokens; None: none at that level), as
+# the gateway keeps them on orgs, teams and profiles: Acme's and Globex's orgs, the
+# Research team (its service accounts' tokens) and dave's profile, near enough to the
+# demo's busiest minutes that the health view lists tokens near a limit.
+_ORG_LIMITS = {1: (60, 50_000, None), 2: (20, None, 8_000)}
+_TEAM_LIMITS = {2: (30, 40_000, None)}
+_PROFILE_LIMITS = {4: (5, None, None)}  # by user id
+_NO_LIMITS = (None, None, None)
+
 # (id, username, email, is_active, groups, org_id or None, [(team_id, is_admin)])
 _USERS = [
     (1, "root", "root@gateway.example", True, [], None, []),
@@ -786,10 +795,12 @@ def _small_tables(now: datetime, aware: bool):
          [(u[0], u[1], u[2], u[3]) for u in _USERS]),
         ("auth_user_groups", ("id", "user_id", "group_id"),
          [(i, uid, gid) for i, (uid, gid) in enumerate(user_groups, start=1)]),
-        ("management_org", ("id", "name"), _ORGS),
-        ("management_team", ("id", "name", "org_id"), _TEAMS),
-        ("management_userprofile", ("id", "user_id", "org_id"),
-         [(profile_id[uid], uid, org) for uid, org in profiles]),
+        ("management_org", ("id", "name", *schema.LIMIT_COLUMNS),
+         [(oid, name, *_ORG_LIMITS.get(oid, _NO_LIMITS)) for oid, name in _ORGS]),
+        ("management_team", ("id", "name", "org_id", *schema.LIMIT_COLUMNS),
+         [(*team, *_TEAM_LIMITS.get(team[0], _NO_LIMITS)) for team in _TEAMS]),
+        ("management_userprofile", ("id", "user_id", "org_id", *schema.LIMIT_COLUMNS),
+         [(profile_id[uid], uid, org, *_PROFILE_LIMITS.get(uid, _NO_LIMITS)) for uid, org in profiles]),
         ("management_teammembership", ("id", "user_profile_id", "team_id", "is_admin"),
          [(i, *m) for i, m in enumerate(memberships, start=1)]),
         ("management_serviceaccount", ("id", "name", "team_id"), _SERVICE_ACCOUNTS),
