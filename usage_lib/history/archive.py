@@ -1,6 +1,7 @@
 """Reading the archive: the settled part of a window, for what a scope may see.
 
-`Archive` is what `core.usage.compute_usage(..., archive=...)` takes. For a window it
+`Archive` is what `core.usage.compute_usage(..., archive=...)` and
+`core.health.compute_health(..., archive=...)` take. For a window it
 chooses the run of whole slices the archive answers and leaves the rest (the partial
 first slice, the unsettled tail) to the gateway; docs/history.md explains the choice.
 """
@@ -171,10 +172,6 @@ def _reach_conditions(table, scope: Scope, models: Sequence[str] | None) -> list
 def _parts(plan_: Plan, scope: Scope, models: Sequence[str] | None, by_user_id: bool) -> list:
     """The SELECTs whose union is every archived row in the plan that `scope` may see."""
     reach = scope.reach
-
-    def common(table) -> list:
-        return _common(table, scope, models)
-
     detail = schema.slice_detail
     if by_user_id:
         conditions = _reach_conditions(detail, scope, models)
@@ -184,14 +181,14 @@ def _parts(plan_: Plan, scope: Scope, models: Sequence[str] | None, by_user_id: 
     parts = []
     if reach.everything or reach.token_ids:
         for table, low, high in _token_parts(plan_):
-            conditions = common(table)
+            conditions = _common(table, scope, models)
             if not reach.everything:
                 conditions.append(table.c.token_id.in_(sorted(reach.token_ids)))
             parts.append(_select_part(table, low, high, table.c.token_id, conditions))
     if not reach.everything and reach.email and reach.email_token_ids:
         # Requests under the viewer's email on other tokens of their org: only
         # `slice_detail` knows user_ids; tokens already counted above are left out.
-        conditions = [*common(detail), detail.c.user_id == reach.email,
+        conditions = [*_common(detail, scope, models), detail.c.user_id == reach.email,
                       detail.c.token_id.in_(sorted(reach.email_token_ids - reach.token_ids))]
         if reach.email_token_ids - reach.token_ids:
             parts.append(_select_part(detail, plan_.start, plan_.end, detail.c.token_id, conditions))
