@@ -43,6 +43,7 @@ from usage_lib.history import schema
 from usage_lib.history.archive import HEALTH_FROM_NOTICE, open_archive
 from usage_lib.history.store import _alembic_config, current_revision, open_store
 from usage_lib.history.sync import sync
+from usage_lib.settings import Settings
 
 UTC = timezone.utc
 #: Figures of `Health` compared as frames, and as plain values.
@@ -302,3 +303,28 @@ def test_health_beyond_retention_is_the_health_the_gateway_gave_before_it_delete
     assert after.processing.loc["completion", "requests"] == 3
     snapped = health(g.url, archive_url, start=at(6, 20), end=at(10))
     assert any("shown from 2026-11-24 06:15" in notice for notice in snapped.notices), snapped.notices
+
+
+def test_health_through_the_archive_sends_the_gateway_as_many_statements(upgraded):
+    """Viewer, catalogue, health (and headroom for admins): the archive's statements go
+    to the archive."""
+    gateway_url, archive_url = upgraded
+    db = open_database(gateway_url)
+    archive = open_archive(archive_url)
+    try:
+        for viewer, expected in (("ana", 3), ("root", 4)):
+            db.statements.count = 0
+            compute_health(db, viewer, Selection(now=at(14), span="1d"), CONFIG, archive=archive)
+            assert db.statements.count == expected, viewer
+    finally:
+        archive.close()
+        db.close()
+
+
+def test_settings_read_health_through_their_archive(upgraded):
+    gateway_url, archive_url = upgraded
+    settings = Settings(db_url=gateway_url, viewer="root", archive_url=archive_url)
+    through = settings.compute_health(Selection(now=at(14), start=at(6), end=at(14)))
+    assert through.unrecorded == ((at(6), at(8)),)
+    direct = Settings(db_url=gateway_url, viewer="root").compute_health(Selection(now=at(14), start=at(6), end=at(14)))
+    assert direct.unrecorded == () and direct.statuses["requests"].sum() == through.statuses["requests"].sum() + 8
