@@ -25,13 +25,16 @@ from usage_lib.render.files import json_bytes
 from usage_lib.render.text import text
 from usage_lib.serving.serve import serve
 from usage_lib.settings import (
-    DEMO_DB, ENV_ARCHIVE_URL, ENV_DB_URL, ENV_DEMO, ENV_PRICES, ENV_ROUTER_CONFIG, ENV_TZ, ENV_VIEWER, Settings,
+    DEFAULT_STATEMENT_TIMEOUT, DEMO_DB, ENV_ARCHIVE_URL, ENV_DB_URL, ENV_DEMO, ENV_PRICES, ENV_ROUTER_CONFIG,
+    ENV_STATEMENT_TIMEOUT, ENV_TZ, ENV_VIEWER, Settings, parse_statement_timeout,
 )
 from usage_lib.snapshot import FORMATS, compute_report, export_snapshot, pinned
 
 
 PRICES_HELP = ("prices per million tokens (YAML or CSV: model, input_per_million, output_per_million, currency, "
                "valid_from), overriding the router config's")
+STATEMENT_TIMEOUT_HELP = (f"cancel a statement on the gateway database after this long, e.g. 30s, 2m; 0: never "
+                          f"(default {duration_text(DEFAULT_STATEMENT_TIMEOUT)}, or {ENV_STATEMENT_TIMEOUT} for serve)")
 
 
 def _iso(value: str) -> datetime:
@@ -57,12 +60,15 @@ def _scope_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tz", default="UTC", help="IANA time zone of the chart buckets")
     parser.add_argument("--now", type=_iso, default=None, help="as-of time, ISO 8601 (no offset: in --tz)")
     parser.add_argument("--archive", default=None, help="usage archive URL or SQLite file (see `sync`): settled history from it, the rest from --db")
+    parser.add_argument("--statement-timeout", default=None, help=STATEMENT_TIMEOUT_HELP)
 
 
 def _settings(args: argparse.Namespace) -> tuple[Settings, Selection]:
     view = Selection(tz=args.tz, now=args.now)
+    timeout = (DEFAULT_STATEMENT_TIMEOUT if args.statement_timeout is None
+               else parse_statement_timeout(args.statement_timeout, "--statement-timeout"))
     settings = Settings(db_url=args.db, router_config=args.router_config, viewer=args.viewer, view=view,
-                        archive_url=args.archive, prices_file=args.prices)
+                        archive_url=args.archive, prices_file=args.prices, statement_timeout=timeout)
     return settings, settings.select(org=args.org, span=args.span, token=args.token, top=args.top,
                                      start=args.start, end=args.end)
 
@@ -132,6 +138,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env[ENV_ARCHIVE_URL] = args.archive
     if args.prices:
         env[ENV_PRICES] = str(args.prices.resolve())
+    if args.statement_timeout is not None:
+        env[ENV_STATEMENT_TIMEOUT] = args.statement_timeout
     return serve(Settings.from_env(env), args.host, args.port,
                  sync_every=_duration(args.sync_every, "--sync-every"), settle=_duration(args.settle, "--settle"))
 
@@ -175,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_.add_argument("--port", type=int, default=8866)
     serve_.add_argument("--host", default="127.0.0.1")
     serve_.add_argument("--archive", default=None, help="usage archive URL or SQLite file: read history from it and keep it synced")
+    serve_.add_argument("--statement-timeout", default=None, help=STATEMENT_TIMEOUT_HELP)
     serve_.add_argument("--sync-every", default="1m", help="with --archive: sync this often (default %(default)s)")
     serve_.add_argument("--settle", default=duration_text(DEFAULT_SETTLE), help="with --archive: the settle horizon (default %(default)s)")
     serve_.set_defaults(run=cmd_serve)

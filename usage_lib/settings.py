@@ -23,9 +23,10 @@ from usage_lib.core.spans import zone
 from usage_lib.core.usage import Selection, Usage, compute_usage, find_viewer
 from usage_lib.demo import DEMO_ADMIN_EMAIL, demo_paths
 from usage_lib.errors import UsageError
-from usage_lib.gateway.db import database_url, open_database
+from usage_lib.gateway.db import Database, database_url, open_database
 from usage_lib.gateway.routerconfig import load_request_multipliers, load_router_config
 from usage_lib.history.archive import Archive, open_archive
+from usage_lib.history.slices import parse_duration
 from usage_lib.history.store import open_store
 from usage_lib.history.sync import DEFAULT_RETENTION, DEFAULT_SETTLE, SyncResult, sync
 
@@ -39,9 +40,14 @@ ENV_VIEWER = "AQUEDUCT_VIEWER"
 ENV_DEMO = "AQUEDUCT_DEMO"
 ENV_ARCHIVE_URL = "AQUEDUCT_ARCHIVE_URL"
 ENV_PRICES = "AQUEDUCT_PRICES"
+ENV_STATEMENT_TIMEOUT = "AQUEDUCT_STATEMENT_TIMEOUT"
 #: Every variable `to_env` owns (and so removes when a setting is unset).
 ENV_NAMES = (ENV_DB_URL, ENV_ROUTER_CONFIG, ENV_TZ, ENV_NOW, ENV_IDENTITY, ENV_IDENTITY_HEADER, ENV_VIEWER, ENV_DEMO,
-             ENV_ARCHIVE_URL, ENV_PRICES)
+             ENV_ARCHIVE_URL, ENV_PRICES, ENV_STATEMENT_TIMEOUT)
+
+#: How long one statement of a refresh or report may run on the gateway database
+#: before it is cancelled and the page says so (far longer than one should take).
+DEFAULT_STATEMENT_TIMEOUT = timedelta(seconds=30)
 
 IDENTITY_MODES = ("header", "jupyterhub", "fixed")
 DEFAULT_IDENTITY_HEADER = "X-Forwarded-Email"
@@ -74,6 +80,8 @@ class Settings:
     archive_url: str | None = None
     #: A prices file (`usage_lib.core.prices`) overriding the router config's prices.
     prices_file: Path | None = None
+    #: How long one statement on the gateway database may run (None: no limit).
+    statement_timeout: timedelta | None = DEFAULT_STATEMENT_TIMEOUT
 
     def __post_init__(self) -> None:
         # A plain SQLite path becomes a URL naming the same file from any directory
@@ -115,6 +123,12 @@ class Settings:
             except ValueError:
                 problems.append(f"{ENV_NOW} is not an ISO 8601 time: {env[ENV_NOW]!r}")
         viewer = env.get(ENV_VIEWER, "").strip() or (DEMO_ADMIN_EMAIL if demo else None)
+        statement_timeout = DEFAULT_STATEMENT_TIMEOUT
+        if env.get(ENV_STATEMENT_TIMEOUT, "").strip():
+            try:
+                statement_timeout = parse_statement_timeout(env[ENV_STATEMENT_TIMEOUT], ENV_STATEMENT_TIMEOUT)
+            except UsageError as exc:
+                problems.append(str(exc))
         return cls(
             db_url=url,
             router_config=router,
@@ -126,6 +140,7 @@ class Settings:
             problems=tuple(problems),
             archive_url=env.get(ENV_ARCHIVE_URL, "").strip() or None,
             prices_file=Path(env[ENV_PRICES]) if env.get(ENV_PRICES, "").strip() else None,
+            statement_timeout=statement_timeout,
         )
 
     def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -143,6 +158,7 @@ class Settings:
             ENV_DEMO: "1" if self.demo else None,
             ENV_ARCHIVE_URL: self.archive_url,
             ENV_PRICES: str(self.prices_file.resolve()) if self.prices_file else None,
+            ENV_STATEMENT_TIMEOUT: f"{self.statement_timeout.total_seconds():g}s" if self.statement_timeout else "0",
         }
         env.update({key: value for key, value in values.items() if value is not None})
         return env
@@ -168,7 +184,7 @@ class Settings:
         self.models()
         self.prices()
         zone(self.view.tz)
-        db = open_database(self.db_url)
+        db = self.open_database()
         try:
             if self.identity == "fixed":
                 find_viewer(db, self.viewer)
@@ -182,10 +198,16 @@ class Settings:
         cannot be read (missing: run `sync` first)."""
         return open_archive(self.archive_url) if self.archive_url else None
 
+    def open_database(self) -> Database:
+        """The gateway database, read-only, no statement running past the statement timeout."""
+        timeout = self.statement_timeout.total_seconds() if self.statement_timeout else None
+        return open_database(self.db_url, statement_timeout=timeout)
+
     def sync(self, now: datetime | None = None, settle: timedelta = DEFAULT_SETTLE,
              retention: timedelta = DEFAULT_RETENTION, wait: bool = False, progress: bool = False) -> SyncResult:
         """Bring the archive up to date with the gateway's settled usage (creating it on
-        the first run): see `usage_lib.history.sync.sync`."""
+        the first run): see `usage_lib.history.sync.sync`. No statement timeout: a sync
+        streams a day of rows at a time in the background, and no page waits for it."""
         if not self.archive_url:
             raise UsageError("no archive: give --archive URL (an SQLite file or a PostgreSQL URL)")
         db = open_database(self.db_url)
@@ -218,7 +240,7 @@ class Settings:
         if not viewer:
             raise UsageError(f"no viewer: give one, or set {ENV_VIEWER}")
         models, multipliers = self.models(), self.multipliers()
-        db = open_database(self.db_url)
+        db = self.open_database()
         try:
             archive = self.archive()
             try:
@@ -239,7 +261,7 @@ class Settings:
         if not viewer:
             raise UsageError(f"no viewer: give one, or set {ENV_VIEWER}")
         models, prices = self.models(), self.prices()
-        db = open_database(self.db_url)
+        db = self.open_database()
         try:
             archive = self.archive()
             try:
@@ -249,6 +271,12 @@ class Settings:
                     archive.close()
         finally:
             db.close()
+
+
+def parse_statement_timeout(text: str, what: str) -> timedelta | None:
+    """A statement timeout as typed: '30s', '2m' or plain seconds; 0 is no limit.
+    `UsageError` (naming `what`) if it is not a duration."""
+    return parse_duration(text, what) or None
 
 
 def default_demo_db() -> Path:

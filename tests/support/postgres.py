@@ -218,6 +218,20 @@ class ThrowawayPostgres:
                 break
         raise RuntimeError(last_error)
 
+    def pause(self) -> None:
+        """Shut the server down (fast: open sessions are ended), keeping its data for `resume`."""
+        r = self._run("pg_ctl", "stop", "-D", str(self.datadir), "-m", "fast", "-w", timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+
+    def resume(self) -> None:
+        """Start a paused server again, on the same port (the log keeps the server's output,
+        which would otherwise hold our pipe open)."""
+        r = self._run("pg_ctl", "start", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60",
+                      timeout=90)
+        if r.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed ({r.returncode}):\n{r.stderr}\nserver log:\n{self.log_tail()}")
+
     def stop(self) -> None:
         if self.started:
             self.started = False

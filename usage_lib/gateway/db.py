@@ -4,12 +4,25 @@
 turns every way that can fail into a one-line `UsageError`. The connection can never
 write: SQLite files are opened with `mode=ro` and `query_only`; PostgreSQL sessions start
 with `default_transaction_read_only=on` and the time zone pinned to UTC.
+
+Later, `Database.connect` turns a server that went away, a lock held too long and a
+statement cancelled by the statement timeout into one line too (`describe_database_error`);
+other errors (bugs) keep their traceback. Stale PostgreSQL connections (a restarted
+server) are replaced before use: the pool pings a connection when a refresh takes it
+(`pool_pre_ping`), so no statement of a refresh ever runs on a dead one.
+
+With a `statement_timeout`, no statement runs longer: PostgreSQL cancels it on the server
+(`statement_timeout` session setting, lock waits included); on SQLite a progress handler
+interrupts it, and a read waits for a writer's lock (the gateway writing) at most as
+long (the busy timeout). SQLite files in WAL mode are read without waiting for writers.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,7 +32,7 @@ from urllib.request import pathname2url
 
 from sqlalchemy import DateTime, String, create_engine, event, inspect, literal
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from usage_lib.errors import UsageError
@@ -39,6 +52,15 @@ PG_SESSION_OPTIONS = "-c default_transaction_read_only=on -c timezone=UTC -c jit
 #: Helper threads for SQLite's sorter (GROUP BY): a refresh sorts the window's rows, and
 #: this cut that sort by a third at 1M requests on 2 cores. Connection setting only.
 SQLITE_SORTER_THREADS = min(4, os.cpu_count() or 1)
+
+#: SQLite VM steps between two looks at the statement's deadline (well under a
+#: millisecond; the look costs nothing measurable).
+SQLITE_DEADLINE_STEPS = 10_000
+#: Without a statement timeout (`sync`), how long an SQLite read waits for a writer's
+#: lock: sqlite3's own default.
+SQLITE_BUSY_TIMEOUT = 5.0
+#: PostgreSQL's SQLSTATE for a statement cancelled (here: by `statement_timeout`).
+PG_QUERY_CANCELED = "57014"
 
 
 @dataclass
@@ -65,6 +87,8 @@ class Database:
     has_processing_time: bool = False
     #: Orgs, teams and profiles carry per-minute rate limits.
     has_limits: bool = False
+    #: Seconds a statement may run (None: no limit).
+    statement_timeout: float | None = None
 
     @property
     def dialect(self) -> str:
@@ -72,11 +96,18 @@ class Database:
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        """One connection for one refresh; on PostgreSQL one snapshot for all its statements."""
-        with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            yield conn
+        """One connection for one refresh; on PostgreSQL one snapshot for all its statements.
+        A server gone, a lock held too long or a statement timeout: `UsageError` (one line)."""
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "postgresql":
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                yield conn
+        except DBAPIError as exc:
+            line = describe_database_error(exc, make_url(self.url), self.statement_timeout)
+            if line is None:
+                raise
+            raise UsageError(line) from None
 
     def timestamp_bound(self, moment: datetime) -> ColumnElement:
         """A bound value comparing correctly with `management_request.timestamp`.
@@ -98,7 +129,17 @@ class Database:
         self.engine.dispose()
 
 
-def _sqlite_engine(url: URL) -> Engine:
+class _SQLiteConnection(sqlite3.Connection):
+    """An SQLite connection whose running statement is interrupted once `deadline` (a
+    `time.monotonic()` value, set as each statement starts) has passed."""
+
+    deadline: float = math.inf
+
+    def past_deadline(self) -> bool:
+        return time.monotonic() > self.deadline
+
+
+def _sqlite_engine(url: URL, statement_timeout: float | None) -> Engine:
     database = url.database or ""
     if database in ("", ":memory:"):
         raise UsageError("SQLite URL must name a database file, e.g. sqlite:///path/to/db.sqlite3")
@@ -108,21 +149,43 @@ def _sqlite_engine(url: URL) -> Engine:
     uri = f"file:{pathname2url(str(path.resolve()))}?mode=ro"
 
     def creator() -> sqlite3.Connection:
-        connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        connection = sqlite3.connect(uri, uri=True, check_same_thread=False, factory=_SQLiteConnection,
+                                     timeout=statement_timeout or SQLITE_BUSY_TIMEOUT)
         connection.execute("PRAGMA query_only = ON")
         connection.execute(f"PRAGMA threads = {SQLITE_SORTER_THREADS}")
+        if statement_timeout:
+            connection.set_progress_handler(connection.past_deadline, SQLITE_DEADLINE_STEPS)
         return connection
 
-    return create_engine("sqlite://", creator=creator)
+    engine = create_engine("sqlite://", creator=creator)
+    if statement_timeout:
+        _limit_sqlite_statements(engine, statement_timeout)
+    return engine
 
 
-def _postgres_engine(url: URL) -> Engine:
+def _limit_sqlite_statements(engine: Engine, seconds: float) -> None:
+    """Give each statement `seconds` from its start; none for the pool's own reset."""
+
+    def start(conn, cursor, statement, parameters, context, executemany) -> None:
+        cursor.connection.deadline = time.monotonic() + seconds
+
+    def stop(dbapi_connection, connection_record, reset_state) -> None:
+        dbapi_connection.deadline = math.inf
+
+    event.listen(engine, "before_cursor_execute", start)
+    event.listen(engine, "reset", stop)
+
+
+def _postgres_engine(url: URL, statement_timeout: float | None) -> Engine:
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
+    options = PG_SESSION_OPTIONS
+    if statement_timeout:
+        options += f" -c statement_timeout={max(1, round(statement_timeout * 1000))}"
     return create_engine(
         url,
         pool_pre_ping=True,
-        connect_args={"options": PG_SESSION_OPTIONS, "connect_timeout": 10},
+        connect_args={"options": options, "connect_timeout": 10},
     )
 
 
@@ -136,11 +199,28 @@ def _describe_connect_error(exc: DBAPIError, url: URL) -> str:
         return f"wrong credentials for PostgreSQL at {where} (user {url.username!r})"
     if "does not exist" in lowered and "database" in lowered:
         return f"no database {url.database!r} on PostgreSQL at {where}"
-    if any(s in lowered for s in ("connection refused", "could not connect", "timeout", "translate host", "resolve", "no route")):
+    if any(s in lowered for s in ("connection refused", "could not connect", "timeout", "translate host", "resolve",
+                                  "no route", "shutting down", "starting up", "terminating connection",
+                                  "closed the connection")):
         return f"cannot reach PostgreSQL at {where}: {message}"
     if "file is not a database" in lowered:
         return f"not an SQLite database: {url.database}"
     return f"cannot open database: {message}"
+
+
+def describe_database_error(exc: DBAPIError, url: URL, statement_timeout: float | None) -> str | None:
+    """The one line for a statement that failed because the database is away, locked or
+    too slow (`statement_timeout` seconds: None, no limit); None for any other error."""
+    message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    if getattr(exc.orig, "sqlstate", None) == PG_QUERY_CANCELED or message == "interrupted":
+        within = f" within the statement timeout ({statement_timeout:g} s)" if statement_timeout else ""
+        return f"the database did not answer{within}: the statement was cancelled"
+    if message == "database is locked":
+        waited = statement_timeout or SQLITE_BUSY_TIMEOUT
+        return f"the SQLite database stayed locked by a writer for more than {waited:g} s"
+    if exc.connection_invalidated or (isinstance(exc, OperationalError) and url.get_backend_name() == "postgresql"):
+        return _describe_connect_error(exc, url)
+    return None
 
 
 @dataclass(frozen=True)
@@ -196,18 +276,19 @@ def _without_password(url: str) -> str:
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
-def open_database(url: str) -> Database:
-    """Open a gateway database read-only and check its tables, or raise `UsageError`."""
+def open_database(url: str, statement_timeout: float | None = None) -> Database:
+    """Open a gateway database read-only and check its tables, or raise `UsageError`.
+    No statement runs longer than `statement_timeout` seconds (None: no limit)."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise UsageError(f"not a database URL: {_without_password(url)!r} (expected sqlite:///FILE or postgresql://...)") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        engine = _sqlite_engine(parsed)
+        engine = _sqlite_engine(parsed, statement_timeout)
     elif backend == "postgresql":
         try:
-            engine = _postgres_engine(parsed)
+            engine = _postgres_engine(parsed, statement_timeout)
         except NoSuchModuleError:
             raise UsageError(f"unsupported PostgreSQL driver in {parsed.drivername!r}; use postgresql+psycopg") from None
     else:
@@ -216,7 +297,8 @@ def open_database(url: str) -> Database:
         found = _check_schema(engine)
     except DBAPIError as exc:
         engine.dispose()
-        raise UsageError(_describe_connect_error(exc, parsed)) from None
+        line = describe_database_error(exc, parsed, statement_timeout) or _describe_connect_error(exc, parsed)
+        raise UsageError(line) from None
     except UsageError:
         engine.dispose()
         raise
@@ -229,4 +311,5 @@ def open_database(url: str) -> Database:
         statements=counter,
         has_processing_time=found.has_processing_time,
         has_limits=found.has_limits,
+        statement_timeout=statement_timeout,
     )

@@ -54,7 +54,7 @@ from usage_lib.core.access import Scope
 from usage_lib.core.spans import Window
 from usage_lib.core.usage import OTHER_MODELS, TOP_CHOICES, Selection, Usage, compute_usage, describe_error
 from usage_lib.errors import UsageError
-from usage_lib.gateway.db import Database, open_database
+from usage_lib.gateway.db import Database
 from usage_lib.render import formatting
 from usage_lib.render.labels import COST_TILE, FAILED_SHARE, ROLE_NAMES, TILES, TOP_TITLES, VS_PREVIOUS, previous_period
 from usage_lib.settings import Settings
@@ -688,7 +688,7 @@ class Dashboard:
         bad router config or prices file raises its one-line `UsageError`, and is read
         again on the next refresh)."""
         if self._db is None:
-            self._db = open_database(self.settings.db_url)
+            self._db = self.settings.open_database()
         if self._archive is None and self.settings.archive_url:
             self._archive = self.settings.archive()
         if not self._models_loaded:
