@@ -6,10 +6,10 @@ write: SQLite files are opened with `mode=ro` and `query_only`; PostgreSQL sessi
 with `default_transaction_read_only=on` and the time zone pinned to UTC.
 
 Later, `Database.connect` turns a server that went away, a lock held too long and a
-statement cancelled by the statement timeout into one line too (`describe_database_error`);
-other errors (bugs) keep their traceback. Stale PostgreSQL connections (a restarted
-server) are replaced before use: the pool pings a connection when a refresh takes it
-(`pool_pre_ping`), so no statement of a refresh ever runs on a dead one.
+statement cancelled by the statement timeout into one line too; other errors (bugs) keep
+their traceback. Stale PostgreSQL connections (a restarted server) are replaced before
+use: the pool pings a connection when a refresh takes it (`pool_pre_ping`), so no
+statement of a refresh ever runs on a dead one.
 
 With a `statement_timeout`, no statement runs longer: PostgreSQL cancels it on the server
 (`statement_timeout` session setting, lock waits included); on SQLite a progress handler
@@ -104,7 +104,7 @@ class Database:
                     conn = conn.execution_options(isolation_level="REPEATABLE READ")
                 yield conn
         except DBAPIError as exc:
-            line = describe_database_error(exc, make_url(self.url), self.statement_timeout)
+            line = _describe_database_error(exc, make_url(self.url), self.statement_timeout)
             if line is None:
                 raise
             raise UsageError(line) from None
@@ -208,7 +208,7 @@ def _describe_connect_error(exc: DBAPIError, url: URL) -> str:
     return f"cannot open database: {message}"
 
 
-def describe_database_error(exc: DBAPIError, url: URL, statement_timeout: float | None) -> str | None:
+def _describe_database_error(exc: DBAPIError, url: URL, statement_timeout: float | None) -> str | None:
     """The one line for a statement that failed because the database is away, locked or
     too slow (`statement_timeout` seconds: None, no limit); None for any other error."""
     message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -297,7 +297,7 @@ def open_database(url: str, statement_timeout: float | None = None) -> Database:
         found = _check_schema(engine)
     except DBAPIError as exc:
         engine.dispose()
-        line = describe_database_error(exc, parsed, statement_timeout) or _describe_connect_error(exc, parsed)
+        line = _describe_database_error(exc, parsed, statement_timeout) or _describe_connect_error(exc, parsed)
         raise UsageError(line) from None
     except UsageError:
         engine.dispose()
