@@ -107,13 +107,13 @@ def check_late_updates(make_url, gateway_backend: str, archive_backend: str, wor
         finally:
             db.close()
             store.close()
-        check_health_windows(gateway_url, archive_url, built, data, world.now2, 10)
+        check_health_windows(gateway_url, archive_url, built, data, world.now2, 12)
     finally:
         built.builder.close()
 
 
 @pytest.mark.parametrize("gateway_backend, archive_backend", BACKENDS[:2])
-@settings(PROPERTY, max_examples=max(1, PROPERTY.max_examples * 3 // 4))
+@settings(PROPERTY, max_examples=max(1, PROPERTY.max_examples // 2))
 @given(world=worlds(), data=st.data())
 def test_archive_health_equals_direct_health_after_late_updates_within_the_horizon(
     make_url, gateway_backend, archive_backend, world, data
