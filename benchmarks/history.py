@@ -188,7 +188,8 @@ def worker_refresh(spec: dict) -> dict:
 
     usage = last["archive"]["usage"]
     by_user_id = usage.scope.top_kind == "user_id" and db.has_user_id
-    plan = archive.settled(usage.scope, usage.window, models, by_user_id)
+    cuts = tuple(edge.astimezone(timezone.utc) for edge in usage.window.edges)  # no prices: the bucket edges
+    plan = archive.settled(usage.scope, usage.window, cuts, models, by_user_id)
     result = {
         "archive": summary("archive"),
         "window_rows": _rows_in(db, window_ranges(usage.window)),
