@@ -12,12 +12,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Mapping, Sequence
 
-from usage_lib.errors import UsageError
+from usage_lib.errors import UsageError, quoted
 
 Role = Literal["admin", "org-admin", "user"]
 ROLE_ORDER: tuple[Role, ...] = ("admin", "org-admin", "user")
 
 ALL = "all"
+#: An id as a URL or a widget names it: ASCII digits, at most 18 (any longer is no id, and
+#: `int()` of thousands of digits is slow or refused).
+_ID = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ def _parse_org_request(requested: object, catalogue: Catalogue) -> Org | None | 
         text = requested.strip()
         if text.lower() == ALL:
             return None
-        if re.fullmatch(r"\d+", text):
+        if _ID.fullmatch(text):
             requested = int(text)
         else:
             by_name = next((org for org in catalogue.orgs if org.name == text), None)
@@ -207,9 +210,9 @@ def choose_org(viewer: Viewer, catalogue: Catalogue, requested: object) -> tuple
     if viewer.role != "admin":
         if wanted == own:
             return own, None
-        return own, f"org {requested!r} is not open to {viewer.role} {viewer.label}; showing {own.name}"
+        return own, f"org {quoted(requested)} is not open to {viewer.role} {viewer.label}; showing {own.name}"
     if wanted == "unknown":
-        return own, f"unknown org {requested!r}; showing {own.name}"
+        return own, f"unknown org {quoted(requested)}; showing {own.name}"
     return wanted, None
 
 
@@ -242,7 +245,7 @@ def _parse_token_request(requested: object) -> int | None:
         return None
     if isinstance(requested, int):
         return requested
-    if isinstance(requested, str) and re.fullmatch(r"\s*\d+\s*", requested):
+    if isinstance(requested, str) and _ID.fullmatch(requested.strip()):
         return int(requested)
     return None
 
@@ -253,7 +256,7 @@ def choose_token(catalogue: Catalogue, org: Org | None, requested: object) -> tu
         return None, None
     token = catalogue.tokens.get(_parse_token_request(requested))
     if token is None:
-        return None, f"unknown token {requested!r} ignored"
+        return None, f"unknown token {quoted(requested)} ignored"
     if org is not None and not token.selectable_in(org.id):
         return None, f"token {token.id} is not a token of {org.name}; ignored"
     return token, None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from usage_lib.errors import UsageError
+from usage_lib.errors import UsageError, quoted
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,9 @@ CUSTOM = "custom"
 MINUTE_BUCKETS_UP_TO = timedelta(hours=2)
 HOUR_BUCKETS_UP_TO = timedelta(days=2)
 SHORTEST_RANGE = timedelta(minutes=1)
+#: The longest custom range: a year of daily buckets (a bucket is a few columns of the
+#: usage statement, and databases cap those: SQLite at 2000, PostgreSQL at 1664).
+LONGEST_RANGE = timedelta(days=366)
 
 
 def bucket_unit_for(length: timedelta) -> str:
@@ -139,8 +142,8 @@ def previous_window(win: Window) -> Window:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"unknown time zone {name!r} (use an IANA name such as Europe/Vienna)") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, a name too long
+        raise UsageError(f"unknown time zone {quoted(name)} (use an IANA name such as Europe/Vienna)") from None
 
 
 def floor(moment: datetime, unit: str, tz: ZoneInfo) -> datetime:
@@ -179,7 +182,7 @@ def _buckets(first: datetime, last: datetime, unit: str, tz: ZoneInfo) -> tuple[
 def window(span: str, now: datetime, tz: ZoneInfo) -> Window:
     """The window `timestamp >= now - span` and its buckets up to the one holding `now`."""
     if span not in SPANS:
-        raise UsageError(f"unknown span {span!r}: use one of {', '.join(SPANS)}")
+        raise UsageError(f"unknown span {quoted(span)}: use one of {', '.join(SPANS)}")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     unit = SPANS[span].bucket_unit
@@ -199,8 +202,13 @@ def parse_time(value: "datetime | str", tz: ZoneInfo, what: str) -> datetime:
         except ValueError:
             moment = None
     if not isinstance(moment, datetime):
-        raise UsageError(f"{what}: not an ISO 8601 time: {value!r} (e.g. 2026-11-24T12:00 or 2026-11-24T12:00+01:00)")
-    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+        raise UsageError(f"{what}: not an ISO 8601 time: {quoted(value)} (e.g. 2026-11-24T12:00 or 2026-11-24T12:00+01:00)")
+    moment = moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:  # the first or last day of the calendar, shifted out of it
+        raise UsageError(f"{what}: {quoted(value)} is out of range") from None
+    return moment
 
 
 def range_window(start: "datetime | str | None", end: "datetime | str | None", now: datetime, tz: ZoneInfo) -> Window:
@@ -208,7 +216,8 @@ def range_window(start: "datetime | str | None", end: "datetime | str | None", n
     from the one holding `start` to the one holding the range's last instant.
 
     Raises `UsageError` (one line) for a malformed time, only one of the two, `start`
-    not before `end`, a range shorter than a minute, or one ending after `now`.
+    not before `end`, a range shorter than a minute, one ending after `now`, or one
+    longer than `LONGEST_RANGE`.
     """
     if (start is None) != (end is None):
         raise UsageError("a custom range needs both start and end")
@@ -224,6 +233,8 @@ def range_window(start: "datetime | str | None", end: "datetime | str | None", n
         raise UsageError(f"the range {shown(first)} to {shown(until)} is shorter than a minute")
     if until > now:
         raise UsageError(f"the range ends at {shown(until)}, after now ({shown(now)})")
+    if until - first > LONGEST_RANGE:
+        raise UsageError(f"the range {shown(first)} to {shown(until)} is longer than {LONGEST_RANGE.days} days")
     unit = bucket_unit_for(until - first)
     # The last instant in the range is just before `until`: a range ending on a bucket's
     # start does not show that (empty) bucket.

@@ -24,7 +24,7 @@ from usage_lib.core.access import Catalogue, Scope
 from usage_lib.core.costs import CostSummary
 from usage_lib.core.prices import EMPTY as NO_PRICES, PriceBook
 from usage_lib.gateway.db import Database
-from usage_lib.errors import UsageError
+from usage_lib.errors import UsageError, quoted
 from usage_lib.core.spans import DEFAULT_SPAN, SPANS, Window, previous_window, range_window, window, zone
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,14 @@ class Selection:
         notes = []
         span, top = self.span, self.top
         if span not in SPANS and not self.custom:
-            notes.append(f"unknown span {span!r}; showing {DEFAULT_SPAN}")
+            notes.append(f"unknown span {quoted(span)}; showing {DEFAULT_SPAN}")
             span = DEFAULT_SPAN
         try:
             top = int(top)
         except (TypeError, ValueError):
             top = -1
         if top not in TOP_CHOICES:
-            notes.append(f"top {self.top!r} is not one of {TOP_CHOICES}; showing {DEFAULT_TOP}")
+            notes.append(f"top {quoted(self.top)} is not one of {TOP_CHOICES}; showing {DEFAULT_TOP}")
             top = DEFAULT_TOP
         return dataclasses.replace(self, span=span, top=top), tuple(notes)
 

@@ -262,11 +262,16 @@ def render_zip(report: Report, stem: str) -> dict[str, bytes]:
     return {f"{stem}.zip": buffer.getvalue()}
 
 
+#: How much of an org's name a file name takes.
+STEM_ORG_LENGTH = 60
+
+
 def file_stem(usage: Usage) -> str:
     """A file name for a download: ``aqueduct-usage_<org>_<span>_<yyyymmdd-hhmm>``."""
     scope = usage.scope
     org = "all" if scope.org is None else scope.org.name
     token = f"_token-{scope.token.id}" if scope.token is not None else ""
     when = usage.window.now.strftime("%Y%m%d-%H%M")
-    safe = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in org).strip("-") or "org"
+    # Cut: an org's name may be kilobytes, a file name at most 255 bytes.
+    safe = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in org[:STEM_ORG_LENGTH]).strip("-") or "org"
     return f"aqueduct-usage_{safe}{token}_{usage.window.span}_{when}"

@@ -2,7 +2,8 @@
 
 - counts: thousands separators, ``12,345``;
 - average response times: one decimal and "ms", ``4,144.4 ms``;
-- names: an empty or missing name is ``N/A``;
+- names: an empty or missing name is ``N/A``; in plain text (`visible`), control
+  characters and bidi marks are written as escapes;
 - times: bucket starts and the as-of line, on the dashboard zone's wall clock;
 - money: two decimals, thousands separators and the currency, ``1,234.56 USD``;
   amounts under a cent with two significant digits, ``0.0031 USD``; no currency
@@ -62,6 +63,24 @@ def name(value: object) -> str:
         return NA
     text = str(value)
     return text if text != "" else NA
+
+
+#: What a terminal acts on instead of showing: control characters (C0, DEL, C1: line
+#: breaks, tabs, escape sequences, the bell), the line and paragraph separators, and the
+#: bidirectional marks that reorder the text after them.
+ACTED_ON = frozenset(
+    [chr(code) for code in (*range(0x20), *range(0x7F, 0xA0))]
+    + list("\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+)
+
+
+def visible(text: str) -> str:
+    """`text` for a terminal or a plain-text file: every character of `ACTED_ON` written
+    as its escape (``\\n``, ``\\x1b``, ``\\u202e``), so that a name from the data cannot
+    start a line of its own, recolour the terminal or reverse the figures after it."""
+    if not ACTED_ON.intersection(text):
+        return text
+    return "".join(ch.encode("unicode_escape").decode("ascii") if ch in ACTED_ON else ch for ch in text)
 
 
 def bucket(moment: datetime, span: str | Span) -> str:

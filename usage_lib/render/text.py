@@ -4,7 +4,8 @@ The tiles (the seven and the cost, each with its change against the previous per
 when there is one), requests, tokens and cost over time and by model, and the top table
 with each row's cost and change; rows that had requests in the previous period and
 have none now follow it, marked "stopped"; then, when the report has them, the health
-figures (`render.health_figures`).
+figures (`render.health_figures`). Names are written with their control characters and
+bidi marks escaped (`formatting.visible`).
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def text(report: Report) -> str:
         lines += ["", *_health_lines(report)]
     for notice in data["notices"]:
         lines += ["", f"Note: {notice}"]
-    return "\n".join(lines)
+    # Names come from the data (and a notice may quote a URL): what a terminal would act
+    # on is written visibly, so every line is one of ours.
+    return "\n".join(formatting.visible(line) for line in lines)
 
 
 def _top_line(row: Mapping[str, Any], kind: str, currency: str | None, change: str) -> str:
