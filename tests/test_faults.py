@@ -273,7 +273,8 @@ def test_the_statement_timeout_comes_from_the_environment_and_the_command_line(s
     assert Settings.from_env({}).statement_timeout == DEFAULT_STATEMENT_TIMEOUT == timedelta(seconds=30)
     assert Settings.from_env({ENV_STATEMENT_TIMEOUT: "2m"}).statement_timeout == timedelta(minutes=2)
     assert Settings.from_env({ENV_STATEMENT_TIMEOUT: "0"}).statement_timeout is None
-    assert "not a duration: 'soon'" in Settings.from_env({ENV_STATEMENT_TIMEOUT: "soon"}).problems[0]
+    # (Without a database in the environment the demo's is looked for: another problem.)
+    assert any("not a duration: 'soon'" in problem for problem in Settings.from_env({ENV_STATEMENT_TIMEOUT: "soon"}).problems)
     for timeout in (timedelta(seconds=0.5), None):
         settings = Settings(db_url=url, statement_timeout=timeout)
         assert Settings.from_env(settings.to_env()).statement_timeout == timeout
