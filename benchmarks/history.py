@@ -32,6 +32,9 @@ fresh subprocess, one at a time. `now` is always datasets.NOW, the settle horizo
    archive (used by part 1). A steady one-minute sync at the largest size: the archive
    as a sync at now - 1 min left it (watermark now - settle - 15 min), then a sync at
    now (writes one slice; target < 200 ms), and a sync with nothing to write.
+   With `--health`, each catch-up is also run with health (`sync --health`: the health
+   histograms too) into a second fresh archive, reported beside it (the target is the
+   default sync's).
 
 Results go to benchmarks/results/history-<time>.json (gitignored); the table is printed.
 """
@@ -274,10 +277,11 @@ def worker_catchup(spec: dict) -> dict:
     began = time.perf_counter()
     store = open_store(spec["archive"], writable=True)
     open_seconds = time.perf_counter() - began
-    result = sync(db, store, now=now, settle=SETTLE)
+    result = sync(db, store, now=now, settle=SETTLE, health=spec.get("health", False))
     rss_peak = _rss_mb()
     reads, writes = times["read"], times["write"]
     out = {
+        "health": spec.get("health", False),
         "open_migrate_s": open_seconds,
         "sync_s": result.seconds,
         "synced": result.requests,
@@ -482,6 +486,16 @@ def run(args, server, gateways: dict, log=_log) -> dict:
             log(f"    {result['synced']:,} requests in {result['sync_s']:.1f} s = {result['rate']:,.0f}/s "
                 f"(gateway {result['read_s']:.1f} s, archive writes {result['write_s']:.1f} s, {result['days']} days), "
                 f"peak RSS {result['rss_peak_mb']:.0f} MB")
+            if args.health:
+                log(f"  {backend} {size:,} -> {archive_backend} archive, with health ...")
+                health_url = (_fresh_pg(server, f"hist_{size}_health") if archive_backend == "postgresql" else
+                              _fresh_sqlite(hist / f"archive-{'pg' if backend == 'postgresql' else 'sqlite'}-{size}-health.sqlite3"))
+                result = _spawn({"kind": "catchup", "gateway": gateway, "archive": health_url, "now": now,
+                                 "health": True}, args.timeout)
+                out["catchup"].append({"gateway": backend, "requests": size, "archive": archive_backend, **result})
+                log(f"    {result['synced']:,} requests in {result['sync_s']:.1f} s = {result['rate']:,.0f}/s "
+                    f"(gateway {result['read_s']:.1f} s, archive writes {result['write_s']:.1f} s), "
+                    f"{result['archive_rows']['slice_health']:,} slice_health rows")
 
     # 1 + 2. direct vs archive, same backend kind
     log("refreshes, direct vs archive (alternated) ...")
@@ -564,16 +578,19 @@ def table_lines(out: dict) -> list[str]:
                 f"({_fmt_ms(a['archive_read_median_ms'])}) | {a['statements']} | {a['archive_statements']} | "
                 f"{r['archive_groups']:,} | {r['reach_rows']:,} |")
     lines += ["", "Sync: catch-up into a fresh archive (now = datasets.NOW, settle 2 h)", "",
-              "| gateway | requests | archive | requests synced | days | seconds | requests/s | gateway aggregate s "
-              "(median/max per day) | archive writes s (median/max per day) | archive rows detail/slice/hour | peak RSS MB |",
-              "|" + "---|" * 11]
+              "| gateway | requests | archive | health | requests synced | days | seconds | requests/s | gateway aggregate s "
+              "(median/max per day) | archive writes s (median/max per day) | archive rows detail/slice/hour/health "
+              "| peak RSS MB |",
+              "|" + "---|" * 12]
     for r in out["catchup"]:
         rows = r["archive_rows"]
         lines.append(
-            f"| {r['gateway']} | {r['requests']:,} | {r['archive']} | {r['synced']:,} | {r['days']} | {r['sync_s']:.1f} | "
+            f"| {r['gateway']} | {r['requests']:,} | {r['archive']} | {'yes' if r.get('health') else 'no'} | "
+            f"{r['synced']:,} | {r['days']} | {r['sync_s']:.1f} | "
             f"{r['rate']:,.0f} | {r['read_s']:.1f} ({r['read_day_median_s']:.2f}/{r['read_day_max_s']:.2f}) | "
             f"{r['write_s']:.1f} ({r['write_day_median_s']:.2f}/{r['write_day_max_s']:.2f}) | "
-            f"{rows['slice_detail']:,}/{rows['slice_token']:,}/{rows['hour_token']:,} | {r['rss_peak_mb']:.0f} |")
+            f"{rows['slice_detail']:,}/{rows['slice_token']:,}/{rows['hour_token']:,}/{rows['slice_health']:,} | "
+            f"{r['rss_peak_mb']:.0f} |")
     if out["steady"]:
         lines += ["", "Steady one-minute sync (archive as a sync at now - 1 min left it)", "",
                   "| gateway | archive | sync writing one slice ms (gateway read / archive write) | sync with nothing to write ms |",
@@ -606,7 +623,7 @@ def check_targets(out: dict) -> list[dict]:
             ms = r["archive"]["median_ms"]
             add(f"30-day range, {r['archive_backend']} archive, global admin < {TARGET_30D_MS} ms", round(ms, 1), ms < TARGET_30D_MS)
     for r in out["catchup"]:
-        if r["gateway"] == "postgresql":
+        if r["gateway"] == "postgresql" and not r.get("health"):
             add(f"catch-up from PostgreSQL {r['requests']:,} into {r['archive']} >= {TARGET_SYNC_RATE:,}/s",
                 round(r["rate"]), r["rate"] >= TARGET_SYNC_RATE)
     for r in out["steady"]:
@@ -614,7 +631,8 @@ def check_targets(out: dict) -> list[dict]:
         add(f"steady minute sync at {r['requests']:,} ({r['archive']} archive) < {TARGET_STEADY_MS} ms", round(ms, 1),
             ms < TARGET_STEADY_MS)
     for backend in ("postgresql", "sqlite"):
-        rows = sorted((r for r in out["catchup"] if r["gateway"] == "postgresql" and r["archive"] == backend),
+        rows = sorted((r for r in out["catchup"] if r["gateway"] == "postgresql" and r["archive"] == backend
+                       and not r.get("health")),
                       key=lambda r: r["requests"])
         if len(rows) > 1:
             growth = rows[-1]["rss_peak_mb"] - rows[0]["rss_peak_mb"]
@@ -646,6 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-server", action="store_true", help="leave the benchmark's server running")
     parser.add_argument("--out", type=Path, help="JSON results (default benchmarks/results/history-<time>.json)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per measurement subprocess")
+    parser.add_argument("--health", action="store_true",
+                        help="also time each catch-up with health (sync --health) into a second fresh archive")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser
 

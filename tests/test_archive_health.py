@@ -42,7 +42,7 @@ from usage_lib.gateway.schema import management_request
 from usage_lib.history import schema
 from usage_lib.history.archive import HEALTH_FROM_NOTICE, open_archive
 from usage_lib.history.store import _alembic_config, current_revision, open_store
-from usage_lib.history.sync import sync
+from usage_lib.history.sync import sync as sync_usage
 from usage_lib.settings import Settings
 
 UTC = timezone.utc
@@ -50,6 +50,11 @@ UTC = timezone.utc
 FRAMES = ("latency", "latency_by_model", "latency_over_time", "statuses", "failures_over_time",
           "failures_by_model", "processing", "headroom", "near_limit")
 VALUES = ("in_flight", "oldest_in_flight", "tokens_unknown")
+
+
+def sync(db, store, **options):
+    """A sync that archives health (opt-in: `sync --health`)."""
+    return sync_usage(db, store, health=True, **options)
 
 
 def assert_same_health(direct, archived, context: str, frames: tuple[str, ...] = FRAMES) -> None:
@@ -166,8 +171,10 @@ def upgraded(make_url, gateway_db):
         copy_as_revision_0001(first, old)
         store = open_store(old, writable=True)  # migrates to the head
         try:
-            assert store.state().health_from == store.state().watermark == int(at(8).timestamp())
+            # No health until a sync with health: it starts at the watermark then.
+            assert store.state().health_from is None
             sync(db, store, now=at(14), settle=SETTLE)
+            assert store.state().health_from == int(at(8).timestamp())
         finally:
             store.close()
     finally:
@@ -328,3 +335,82 @@ def test_settings_read_health_through_their_archive(upgraded):
     assert through.unrecorded == ((at(6), at(8)),)
     direct = Settings(db_url=gateway_url, viewer="root").compute_health(Selection(now=at(14), start=at(6), end=at(14)))
     assert direct.unrecorded == () and direct.statuses["requests"].sum() == through.statuses["requests"].sum() + 8
+
+
+# --- health is opt-in -------------------------------------------------------------------------
+
+
+def health_rows(archive_url: str) -> int:
+    store = open_store(archive_url)
+    try:
+        with store.engine.connect() as conn:
+            return sum(conn.execute(select(func.count()).select_from(table)).scalar_one()
+                       for table in (schema.slice_health, schema.slice_processing))
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def plain(make_url, gateway_db):
+    """A gateway with requests from 06:00 to 13:50 (some in flight, some with overhead)
+    and an archive synced at 14:00 without health. Returns (gateway, archive URL)."""
+    g = gateway_db()
+    acme = g.org("Acme")
+    root = g.user("root", role="admin", org=acme)
+    ana = g.user("ana", "ana@example.org", org=acme)
+    token, theirs = g.token(root, "main"), g.token(ana, "ana-key")
+    for hour in range(6, 14):
+        g.request(token, at(hour, 10), count=2, ms=100 * hour, status=200, processing_ms=hour)
+        g.request(theirs, at(hour, 20), count=1, ms=50, status=500, user_id="ana@example.org")
+        g.request(token, at(hour, 40), count=1, status=None, ms=None, input_tokens=0, output_tokens=0)
+    archive_url = make_url(g.backend, "archive")
+    db = open_database(g.url)
+    store = open_store(archive_url, writable=True)
+    try:
+        sync_usage(db, store, now=at(14), settle=SETTLE)
+        assert store.state().health_from is None
+    finally:
+        store.close()
+        db.close()
+    yield g, archive_url
+    g.close()
+
+
+def test_a_default_sync_writes_no_health_and_a_sync_with_health_keeps_it_from_then_on(plain):
+    g, archive_url = plain
+    assert health_rows(archive_url) == 0
+    # The usage is all there: 8 hours of 4 requests up to the watermark (12:00).
+    store = open_store(archive_url)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(select(func.sum(schema.slice_detail.c.requests))).scalar_one() == 6 * 4
+    finally:
+        store.close()
+    db = open_database(g.url)
+    store = open_store(archive_url, writable=True)
+    try:
+        sync(db, store, now=at(15), settle=SETTLE)  # with health: 12:00-13:00
+        assert store.state().health_from == int(at(12).timestamp())
+        written = health_rows(archive_url)
+        assert written > 0
+        sync_usage(db, store, now=at(16), settle=SETTLE)  # without: still health (13:00-14:00)
+    finally:
+        store.close()
+        db.close()
+    assert health_rows(archive_url) > written
+    # Health before it started is a gap for health, said so; after it, the direct figures.
+    archived = health(g.url, archive_url, start=at(6), end=at(14))
+    expected = HEALTH_FROM_NOTICE.format(start="2026-11-24 06:00", end="2026-11-24 12:00")
+    assert expected in archived.notices and archived.unrecorded == ((at(6), at(12)),)
+    assert_same_health(health(g.url, None, start=at(12), end=at(14)),
+                       health(g.url, archive_url, start=at(12), end=at(14)), "after health started")
+
+
+def test_health_through_an_archive_without_health_is_the_direct_health_with_no_notice(plain):
+    g, archive_url = plain
+    for viewer, selection in (("root", {"start": at(6), "end": at(14)}), ("ana", {"span": "1d"}),
+                              ("root", {"span": "1d", "tz": "Asia/Kolkata"})):
+        direct = health(g.url, None, viewer=viewer, **selection)
+        archived = health(g.url, archive_url, viewer=viewer, **selection)
+        assert_same_health(direct, archived, f"{viewer} {selection}")
+        assert archived.notices == direct.notices and archived.unrecorded == ()

@@ -11,12 +11,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.support.gateway import NOW, GatewayBuilder, build_tiny_org
+from usage_lib.cli import main
 from usage_lib.core.usage import Selection
+from usage_lib.history import schema
 from usage_lib.history.store import open_store, writer_lock
 from usage_lib.serving.archive_sync import BackgroundSync, create_archive
-from usage_lib.settings import ENV_ARCHIVE_URL, Settings
+from usage_lib.settings import ENV_ARCHIVE_HEALTH, ENV_ARCHIVE_URL, Settings
 from usage_lib.ui.dashboard import Dashboard
 
 ALL_REQUESTS = 2047
@@ -141,3 +144,35 @@ def test_serve_keeps_the_archive_synced_in_the_background(tiny, tmp_path):
     assert not syncing._thread.is_alive()
     state = open_store(settings.archive_url).state()
     assert state is not None and state.watermark > NOW.timestamp()
+
+
+def slice_health_rows(archive: Path) -> int:
+    store = open_store(str(archive))
+    try:
+        with store.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(schema.slice_health)).scalar_one()
+    finally:
+        store.close()
+
+
+def test_sync_archives_health_only_with_health(tiny, synced, tmp_path):
+    assert slice_health_rows(synced) == 0 and open_store(str(synced)).state().health_from is None
+    archive = tmp_path / "health.sqlite3"
+    result = run("sync", "--db", tiny.url, "--archive", str(archive), "--now", SYNC_NOW, "--health")
+    assert result.returncode == 0, result.stderr
+    assert f"({ALL_REQUESTS:,} requests)" in result.stdout
+    assert slice_health_rows(archive) > 0 and open_store(str(archive)).state().health_from is not None
+
+
+def test_settings_carry_archive_health_through_the_environment(tiny):
+    settings = Settings(db_url=tiny.url, archive_url="archive.sqlite3", archive_health=True)
+    env = settings.to_env({})
+    assert env[ENV_ARCHIVE_HEALTH] == "1" and Settings.from_env(env).archive_health
+    assert ENV_ARCHIVE_HEALTH not in Settings(db_url=tiny.url).to_env(env)
+    assert not Settings.from_env({**env, ENV_ARCHIVE_HEALTH: "0"}).archive_health
+    assert Settings.from_env({**env, ENV_ARCHIVE_HEALTH: "yes"}).problems
+
+
+def test_serve_health_without_an_archive_is_one_line(tiny, capsys):
+    assert main(["serve", "--db", tiny.url, "--viewer", "olga", "--health"]) == 2
+    assert capsys.readouterr().err == "usage-dashboard: --health archives health: it needs --archive\n"

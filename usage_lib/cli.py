@@ -25,7 +25,7 @@ from usage_lib.render.files import json_bytes
 from usage_lib.render.text import text
 from usage_lib.serving.serve import serve
 from usage_lib.settings import (
-    DEFAULT_STATEMENT_TIMEOUT, DEMO_DB, ENV_ARCHIVE_URL, ENV_DB_URL, ENV_DEMO, ENV_PRICES, ENV_ROUTER_CONFIG,
+    DEFAULT_STATEMENT_TIMEOUT, DEMO_DB, ENV_ARCHIVE_HEALTH, ENV_ARCHIVE_URL, ENV_DB_URL, ENV_DEMO, ENV_PRICES, ENV_ROUTER_CONFIG,
     ENV_STATEMENT_TIMEOUT, ENV_TZ, ENV_VIEWER, Settings, parse_statement_timeout,
 )
 from usage_lib.snapshot import FORMATS, compute_report, export_snapshot, pinned
@@ -35,6 +35,8 @@ PRICES_HELP = ("prices per million tokens (YAML or CSV: model, input_per_million
                "valid_from), overriding the router config's")
 STATEMENT_TIMEOUT_HELP = (f"cancel a statement on the gateway database after this long, e.g. 30s, 2m; 0: never "
                           f"(default {duration_text(DEFAULT_STATEMENT_TIMEOUT)}, or {ENV_STATEMENT_TIMEOUT} for serve)")
+HEALTH_HELP = ("also archive health histograms (latency, statuses, in flight, overhead) for the health "
+               "figures: several times slower; once an archive has health, every sync keeps writing it")
 
 
 def _iso(value: str) -> datetime:
@@ -106,7 +108,7 @@ def _duration(text: str, option: str):
 
 def cmd_sync(args: argparse.Namespace) -> int:
     now = args.now.replace(tzinfo=timezone.utc) if args.now is not None and args.now.tzinfo is None else args.now
-    settings = Settings(db_url=args.db, archive_url=args.archive)
+    settings = Settings(db_url=args.db, archive_url=args.archive, archive_health=args.health)
     result = settings.sync(now=now, settle=_duration(args.settle, "--settle"),
                            retention=_duration(args.retention, "--retention"), wait=args.wait,
                            progress=not args.quiet and sys.stderr.isatty())
@@ -134,8 +136,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.viewer:
         env[ENV_VIEWER] = args.viewer
     env[ENV_TZ] = args.tz
+    if args.health and not args.archive:
+        raise UsageError("--health archives health: it needs --archive")
     if args.archive:
         env[ENV_ARCHIVE_URL] = args.archive
+    if args.health:
+        env[ENV_ARCHIVE_HEALTH] = "1"
     if args.prices:
         env[ENV_PRICES] = str(args.prices.resolve())
     if args.statement_timeout is not None:
@@ -171,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync_.add_argument("--retention", default=duration_text(DEFAULT_RETENTION), help="the gateway's REQUEST_RETENTION_DAYS, to tell a gap from quiet time (default %(default)s)")
     sync_.add_argument("--now", type=_iso, default=None, help="as-of time, ISO 8601 (no offset: UTC; default: now)")
     sync_.add_argument("--wait", action="store_true", help="wait for another sync writing the archive instead of exiting")
+    sync_.add_argument("--health", action="store_true", help=HEALTH_HELP)
     sync_.add_argument("--quiet", action="store_true", help="print nothing unless something is wrong")
     sync_.set_defaults(run=cmd_sync)
 
@@ -185,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_.add_argument("--archive", default=None, help="usage archive URL or SQLite file: read history from it and keep it synced")
     serve_.add_argument("--statement-timeout", default=None, help=STATEMENT_TIMEOUT_HELP)
     serve_.add_argument("--sync-every", default="1m", help="with --archive: sync this often (default %(default)s)")
+    serve_.add_argument("--health", action="store_true", help=f"with --archive: {HEALTH_HELP}")
     serve_.add_argument("--settle", default=duration_text(DEFAULT_SETTLE), help="with --archive: the settle horizon (default %(default)s)")
     serve_.set_defaults(run=cmd_serve)
     return parser

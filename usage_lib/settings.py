@@ -41,9 +41,11 @@ ENV_DEMO = "AQUEDUCT_DEMO"
 ENV_ARCHIVE_URL = "AQUEDUCT_ARCHIVE_URL"
 ENV_PRICES = "AQUEDUCT_PRICES"
 ENV_STATEMENT_TIMEOUT = "AQUEDUCT_STATEMENT_TIMEOUT"
+#: "1": `serve`'s background sync also archives health (`sync --health`).
+ENV_ARCHIVE_HEALTH = "AQUEDUCT_ARCHIVE_HEALTH"
 #: Every variable `to_env` owns (and so removes when a setting is unset).
 ENV_NAMES = (ENV_DB_URL, ENV_ROUTER_CONFIG, ENV_TZ, ENV_NOW, ENV_IDENTITY, ENV_IDENTITY_HEADER, ENV_VIEWER, ENV_DEMO,
-             ENV_ARCHIVE_URL, ENV_PRICES, ENV_STATEMENT_TIMEOUT)
+             ENV_ARCHIVE_URL, ENV_PRICES, ENV_STATEMENT_TIMEOUT, ENV_ARCHIVE_HEALTH)
 
 #: How long one statement of a refresh or report may run on the gateway database
 #: before it is cancelled and the page says so (far longer than one should take).
@@ -78,6 +80,9 @@ class Settings:
     #: The usage archive (docs/history.md) to read settled history from; None: the
     #: gateway alone.
     archive_url: str | None = None
+    #: Syncs (`sync`) also archive health histograms (docs/history.md: opt-in, slower).
+    #: Reading does not depend on it: an archive says itself whether it keeps health.
+    archive_health: bool = False
     #: A prices file (`usage_lib.core.prices`) overriding the router config's prices.
     prices_file: Path | None = None
     #: How long one statement on the gateway database may run (None: no limit).
@@ -123,6 +128,9 @@ class Settings:
             except ValueError:
                 problems.append(f"{ENV_NOW} is not an ISO 8601 time: {env[ENV_NOW]!r}")
         viewer = env.get(ENV_VIEWER, "").strip() or (DEMO_ADMIN_EMAIL if demo else None)
+        archive_health = env.get(ENV_ARCHIVE_HEALTH, "").strip().lower()
+        if archive_health not in ("", "0", "1"):
+            problems.append(f"{ENV_ARCHIVE_HEALTH} must be 1 or 0, not {env[ENV_ARCHIVE_HEALTH]!r}")
         statement_timeout = DEFAULT_STATEMENT_TIMEOUT
         if env.get(ENV_STATEMENT_TIMEOUT, "").strip():
             try:
@@ -139,6 +147,7 @@ class Settings:
             demo=demo,
             problems=tuple(problems),
             archive_url=env.get(ENV_ARCHIVE_URL, "").strip() or None,
+            archive_health=archive_health == "1",
             prices_file=Path(env[ENV_PRICES]) if env.get(ENV_PRICES, "").strip() else None,
             statement_timeout=statement_timeout,
         )
@@ -157,6 +166,7 @@ class Settings:
             ENV_VIEWER: self.viewer,
             ENV_DEMO: "1" if self.demo else None,
             ENV_ARCHIVE_URL: self.archive_url,
+            ENV_ARCHIVE_HEALTH: "1" if self.archive_health else None,
             ENV_PRICES: str(self.prices_file.resolve()) if self.prices_file else None,
             ENV_STATEMENT_TIMEOUT: f"{self.statement_timeout.total_seconds():g}s" if self.statement_timeout else "0",
         }
@@ -204,17 +214,20 @@ class Settings:
         return open_database(self.db_url, statement_timeout=timeout)
 
     def sync(self, now: datetime | None = None, settle: timedelta = DEFAULT_SETTLE,
-             retention: timedelta = DEFAULT_RETENTION, wait: bool = False, progress: bool = False) -> SyncResult:
+             retention: timedelta = DEFAULT_RETENTION, wait: bool = False, progress: bool = False,
+             health: bool | None = None) -> SyncResult:
         """Bring the archive up to date with the gateway's settled usage (creating it on
-        the first run): see `usage_lib.history.sync.sync`. No statement timeout: a sync
-        streams a day of rows at a time in the background, and no page waits for it."""
+        the first run): see `usage_lib.history.sync.sync`; `health` (default
+        `archive_health`) also archives health. No statement timeout: a sync streams a
+        day of rows at a time in the background, and no page waits for it."""
         if not self.archive_url:
             raise UsageError("no archive: give --archive URL (an SQLite file or a PostgreSQL URL)")
         db = open_database(self.db_url)
         try:
             store = open_store(self.archive_url, writable=True)
             try:
-                return sync(db, store, now=now, settle=settle, retention=retention, wait=wait, progress=progress)
+                return sync(db, store, now=now, settle=settle, retention=retention, wait=wait, progress=progress,
+                            health=self.archive_health if health is None else health)
             finally:
                 store.close()
         finally:

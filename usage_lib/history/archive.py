@@ -227,7 +227,7 @@ def _sums(conn, plan_: Plan, scope: Scope, cuts: Sequence[datetime], models, by_
 
 
 HEALTH_FROM_NOTICE = ("No health figures recorded from {start} to {end}: those slices were archived before "
-                      "the archive kept them (a sync of an older version).")
+                      "the archive kept them (a sync without --health, or of an older version).")
 
 
 def _health_gap(plan_: Plan, state: State, window: Window) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
@@ -338,6 +338,10 @@ class Archive:
             state, gaps, _seen = self._current(conn)
             if state is None:
                 return SettledHealth(rows=(), gateway_ranges=window_ranges(window), notices=(EMPTY_NOTICE,))
+            if state.health_from is None:
+                # No health kept (no sync with health yet): the gateway alone, as without
+                # an archive.
+                return SettledHealth(rows=(), gateway_ranges=window_ranges(window))
             chosen = plan(window, state, gaps, window.edges)
             if chosen is None:
                 return SettledHealth(rows=(), gateway_ranges=window_ranges(window))

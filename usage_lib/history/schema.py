@@ -29,9 +29,9 @@ state = Table(
     Column("gateway_oldest", BigInteger),
     Column("settle_seconds", Integer, nullable=False),
     Column("synced_at", BigInteger, nullable=False),
-    #: The first slice with health records (`slice_health`): slices synced before the
-    #: archive kept them (revision 0001) have none.
-    Column("health_from", BigInteger, nullable=False),
+    #: The first slice with health records (`slice_health`); NULL: the archive keeps no
+    #: health (no sync with `health` yet). Slices synced before it have none.
+    Column("health_from", BigInteger),
 )
 
 #: Slices the archive cannot hold: the gateway deleted their requests before a sync.

@@ -36,8 +36,9 @@ class State:
 
     first_slice: int
     watermark: int
-    #: The first slice with health records (`schema.slice_health`).
-    health_from: int
+    #: The first slice with health records (`schema.slice_health`); None: the archive
+    #: keeps no health (health is read from the gateway alone).
+    health_from: int | None
     gateway_oldest: int | None
     settle_seconds: int
     synced_at: int

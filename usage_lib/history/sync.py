@@ -72,9 +72,52 @@ USAGE_SUMS = ("input_tokens", "output_tokens", "completion_ms_sum", "completion_
               "embedding_n")
 
 
+def usage_statement(db: Database, slices: int):
+    """`chunk_statement` without health: only `DETAIL` rows, requests and usage sums per
+    (slice, token, model, user_id, status code), in its columns (health keys and the
+    earliest timestamp NULL).
+
+    Two levels as in `queries.usage_query`: group by plain columns and the raw path,
+    then classify the few paths with the figures' case-insensitive LIKE (no latency bin,
+    no zero-token flag, no processing pass: the grain stays about a tenth of the
+    requests, where health's is nearly one group per request)."""
+    stamp = String() if db.dialect == "sqlite" else request.c.timestamp.type
+    bounds = [bindparam(f"bound_{i}", type_=stamp) for i in range(slices + 1)]
+    column = no_affinity(request.c.timestamp) if db.dialect == "sqlite" else request.c.timestamp
+    index = (bucket_index(column, bounds[1:-1], 0, slices - 1) if slices > 1 else literal(0, Integer())).label("slice_index")
+    model = func.coalesce(request.c.model, "").label("model")
+    user_id = request.c.user_id if db.has_user_id else literal(None, String())
+    inner = (
+        select(
+            index, request.c.token_id, model, user_id.label("user_id"), request.c.status_code, request.c.path,
+            func.count().label("requests"),
+            func.coalesce(func.sum(request.c.input_tokens), 0).label("input_tokens"),
+            func.coalesce(func.sum(request.c.output_tokens), 0).label("output_tokens"),
+            func.coalesce(func.sum(request.c.response_time_ms), 0).label("ms_sum"),
+            func.count(request.c.response_time_ms).label("ms_n"),
+        )
+        .where(request.c.timestamp >= bounds[0], request.c.timestamp < bounds[-1])
+        .group_by(index, request.c.token_id, model, user_id, request.c.status_code, request.c.path)
+        .subquery("slice_groups")
+    )
+    completion = inner.c.path.ilike(COMPLETION_PATH)
+    embedding = inner.c.path.ilike(EMBEDDING_PATH)
+    keys = [inner.c.slice_index, inner.c.token_id, inner.c.model, inner.c.user_id, inner.c.status_code]
+    return select(
+        literal(DETAIL, Integer()), *keys, *[literal(None, Integer())] * len(HEALTH_KEYS),
+        func.sum(inner.c.requests), literal(None, stamp),
+        func.sum(inner.c.input_tokens),
+        func.sum(inner.c.output_tokens),
+        func.sum(case((completion, inner.c.ms_sum), else_=0)),
+        func.sum(case((completion, inner.c.ms_n), else_=0)),
+        func.sum(case((embedding, inner.c.ms_sum), else_=0)),
+        func.sum(case((embedding, inner.c.ms_n), else_=0)),
+    ).group_by(*keys)
+
+
 def chunk_statement(db: Database, slices: int):
-    """Everything the archive keeps of `slices` consecutive slices, in one statement over
-    the gateway. Bounds are bound parameters `bound_0` .. `bound_<slices>`, compared with
+    """Everything the archive keeps of `slices` consecutive slices with health (`sync`'s
+    `health`), in one statement over the gateway. Bounds are bound parameters `bound_0` .. `bound_<slices>`, compared with
     timestamps as the figures compare them. Rows: kind, slice index, `KEYS`,
     `HEALTH_KEYS`, requests, the earliest timestamp, `USAGE_SUMS` (NULL where a kind has
     none):
@@ -170,13 +213,15 @@ def _archive_row(low: int, row: Sequence) -> tuple[Table, tuple]:
     return schema.slice_processing, (at, token_id, model, user_id, completion, embedding, bin_, int(requests))
 
 
-def _read_chunk(db: Database, low: int, high: int) -> Iterator[Batch]:
-    """The chunk's rows (`chunk_statement`) for each archive table, in batches of at
-    most `BATCH`: memory stays flat however many requests a day holds."""
+def _read_chunk(db: Database, low: int, high: int, health: bool = True) -> Iterator[Batch]:
+    """The chunk's rows (`chunk_statement`, or `usage_statement` without `health`) for
+    each archive table, in batches of at most `BATCH`: memory stays flat however many
+    requests a day holds."""
     slices = (high - low) // SLICE
     params = {f"bound_{i}": db.timestamp_bound(instant(low + i * SLICE)).value for i in range(slices + 1)}
+    statement = chunk_statement(db, slices) if health else usage_statement(db, slices)
     with db.connect() as conn:
-        result = conn.execution_options(yield_per=BATCH).execute(chunk_statement(db, slices), params)
+        result = conn.execution_options(yield_per=BATCH).execute(statement, params)
         for batch in result.partitions():
             tables: dict[Table, list[tuple]] = {}
             for table, row in (_archive_row(low, row) for row in batch):
@@ -267,22 +312,24 @@ def _gateway_oldest(db: Database) -> int | None:
 
 
 def _begin(store: Store, current: State | None, oldest: int | None, now: int, target: int,
-           settle: timedelta, retention: timedelta) -> tuple[int, tuple[int, int] | None]:
+           settle: timedelta, retention: timedelta, health: bool) -> tuple[int, tuple[int, int] | None]:
     """The watermark to start from, creating the state row on the first run, and the gap
-    recorded when the gateway no longer holds requests after the watermark."""
+    recorded when the gateway no longer holds requests after the watermark. With
+    `health` on an archive without it, health starts at the watermark (`health_from`)."""
     with store.engine.begin() as conn:
         if current is None:
             # Never past the horizon: a row may still appear before it.
             first = min(floor_to(oldest), target) if oldest is not None else target
             conn.execute(insert(schema.state).values(
-                id=1, first_slice=first, watermark=first, health_from=first, gateway_oldest=oldest,
-                settle_seconds=int(settle.total_seconds()), synced_at=now))
+                id=1, first_slice=first, watermark=first, health_from=first if health else None,
+                gateway_oldest=oldest, settle_seconds=int(settle.total_seconds()), synced_at=now))
             return first, None
         watermark = current.watermark
         # The gateway's oldest request now, even when no slice is due: readers take the
         # time before it from the archive alone (its retention job may have just run).
         conn.execute(update(schema.state).where(schema.state.c.id == 1).values(
-            settle_seconds=int(settle.total_seconds()), gateway_oldest=oldest))
+            settle_seconds=int(settle.total_seconds()), gateway_oldest=oldest,
+            **({"health_from": watermark} if health and current.health_from is None else {})))
         if oldest is not None and oldest < watermark:
             return watermark, None
         # No request of the gateway is older than `oldest` (or it holds none at all): the
@@ -310,12 +357,18 @@ def sync(
     retention: timedelta = DEFAULT_RETENTION,
     progress: bool = False,
     wait: bool = False,
+    health: bool = False,
 ) -> SyncResult:
     """Write every settled slice after the watermark (see the module's docstring).
 
     `settle`: a slice is written once it ended at least this long before `now` (longer
     than the gateway's longest stream). `retention`: the gateway's REQUEST_RETENTION_DAYS
     (only used to tell a gap from quiet time). One writer at a time (`writer_lock`).
+
+    `health`: also archive health histograms (`slice_health`, `slice_processing`) from
+    the watermark on, which `compute_health(..., archive=...)` then reads; several times
+    slower (docs/history.md). Once an archive keeps health (`State.health_from` set),
+    every later sync keeps writing it, with or without `health`.
     """
     started = time.perf_counter()
     moment = now or datetime.now(timezone.utc)
@@ -327,12 +380,15 @@ def sync(
     with writer_lock(store, wait=wait):
         _copy_catalogue(db, store, now_s)
         oldest = _gateway_oldest(db)
-        start, gap = _begin(store, store.state(), oldest, now_s, target, settle, retention)
+        current = store.state()
+        # An archive that keeps health keeps it: no slice after `health_from` without it.
+        health = health or (current is not None and current.health_from is not None)
+        start, gap = _begin(store, current, oldest, now_s, target, settle, retention, health)
         work = chunks(start, target, DAY)
         bar = tqdm(work, unit="day", desc="sync", disable=not progress or len(work) <= PROGRESS_AFTER_CHUNKS)
         for low, high in bar:
             with store.engine.begin() as conn:
-                requests += _write_chunk(conn, low, high, _read_chunk(db, low, high), now_s, oldest)
+                requests += _write_chunk(conn, low, high, _read_chunk(db, low, high, health), now_s, oldest)
             written += (high - low) // SLICE
             bar.set_postfix(requests=requests, refresh=False)
         watermark = max(start, target)

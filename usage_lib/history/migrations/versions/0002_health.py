@@ -1,8 +1,9 @@
 """Health per slice (`slice_health`, `slice_processing`) and where it starts.
 
-Archives synced by revision 0001 keep their slices; those have no health records, so
-`archive_state.health_from` starts at their watermark (the first slice a sync of this
-revision writes). A new archive's starts at its first slice.
+Health is opt-in (`sync --health`): `archive_state.health_from` is NULL (no health
+kept) until a sync with health sets it to the watermark it starts from (a new
+archive's first slice); from then on every sync writes health. Archives synced by
+revision 0001 keep their slices and start without health.
 
 Revision ID: 0002
 Revises: 0001
@@ -52,6 +53,3 @@ def upgrade() -> None:
         op.create_index(f"{name}_slice", name, ["slice"])
         op.create_index(f"{name}_token", name, ["token_id", "slice"])
     op.add_column("archive_state", sa.Column("health_from", sa.BigInteger))
-    op.execute("UPDATE archive_state SET health_from = watermark")
-    with op.batch_alter_table("archive_state") as batch:
-        batch.alter_column("health_from", existing_type=sa.BigInteger, nullable=False)
