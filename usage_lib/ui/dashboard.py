@@ -30,6 +30,7 @@ In a notebook::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import logging
@@ -710,6 +711,8 @@ class Dashboard:
         self.export.reset()
         self._busy = True
         started = time.perf_counter()
+        # The zone of the figures adopted (None: none yet): the address shows them after the panels.
+        shown_tz: str | None = None
         self._set_loading(True)
         try:
             if self.problem:
@@ -724,6 +727,7 @@ class Dashboard:
                 self.health = health
                 # Health has no top table: the top asked for stays (checked as the core checks it).
                 self._adopt(health.scope, health.window, health.tz, self.selection.normalised()[0].top)
+                shown_tz = health.tz
                 self._render_health(health)
             else:
                 usage = self._compute(db, self.viewer, self.selection, models=models, archive=self._archive,
@@ -731,9 +735,17 @@ class Dashboard:
                 computed = time.perf_counter()
                 self.usage = usage
                 self._adopt(usage.scope, usage.window, usage.tz, usage.top_k)
+                shown_tz = usage.tz
                 self._render(usage)
             self._shown[self.section] = self.selection
+            # The address follows the view once every panel of it is sent (rows, click
+            # targets and all), before the page leaves its loading state: a page that waits
+            # for the address never meets the view before it.
+            self._show_address(shown_tz)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a readable message
+            if shown_tz is not None:  # adopted, then drawing failed: the address still follows
+                with contextlib.suppress(Exception):
+                    self._show_address(shown_tz)
             message = describe_error(exc)
             if auto and message == self.error:
                 log.debug("auto-refresh failed again: %s", message)
@@ -780,7 +792,6 @@ class Dashboard:
             end=window.until,
             top=top,
         )
-        self._show_address(tz)
         self._syncing = True
         try:
             if scope.viewer.role == "admin":
