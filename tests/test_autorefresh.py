@@ -41,20 +41,13 @@ class Calls:
 
 
 @pytest.fixture
-def dashboards(dashboard_config):
+def dashboards(refreshed_dashboards):
     """Factory: a refreshed Dashboard of the demo's global admin (closed after the test)."""
-    made: list[Dashboard] = []
 
     def make(**kwargs) -> Dashboard:
-        dashboard = Dashboard(dashboard_config(DEMO_ADMIN_EMAIL), Selection(org="all", span="1w", tz="UTC", now=DEMO_NOW),
-                              **kwargs)
-        made.append(dashboard)
-        dashboard.refresh()
-        return dashboard
+        return refreshed_dashboards(DEMO_ADMIN_EMAIL, Selection(org="all", span="1w", tz="UTC", now=DEMO_NOW), **kwargs)
 
-    yield make
-    for dashboard in made:
-        dashboard.close()
+    return make
 
 
 def tick(dashboard: Dashboard) -> None:

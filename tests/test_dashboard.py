@@ -32,22 +32,15 @@ PIPELINE_PROD = 20  # Globex's busiest token (service account ml-pipeline)
 
 
 @pytest.fixture
-def open_dashboard(dashboard_config):
+def open_dashboard(refreshed_dashboards):
     """Factory: a refreshed Dashboard for `viewer` (closed after the test)."""
-    made: list[Dashboard] = []
 
     def make(viewer: str, selection: Selection | None = None, **kwargs) -> Dashboard:
-        config = dashboard_config(viewer)
         if selection is not None:
             selection = replace(selection, tz="UTC", now=DEMO_NOW)
-        dashboard = Dashboard(config, selection, **kwargs)
-        made.append(dashboard)
-        dashboard.refresh()
-        return dashboard
+        return refreshed_dashboards(viewer, selection, **kwargs)
 
-    yield make
-    for dashboard in made:
-        dashboard.close()
+    return make
 
 
 def report_json(capsys, gateway, viewer: str, *, org=None, span="1d", token=None, top=100) -> dict:

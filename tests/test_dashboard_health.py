@@ -9,7 +9,6 @@ import dataclasses
 import html
 from urllib.parse import parse_qs
 
-import pandas as pd
 import pytest
 
 from tests.support.dashboard import DEMO_NOW
@@ -39,18 +38,11 @@ class Counted:
 
 
 @pytest.fixture
-def dashboards(dashboard_config):
-    made: list[Dashboard] = []
-
+def dashboards(refreshed_dashboards):
     def make(viewer: str = DEMO_ADMIN_EMAIL, selection: Selection | None = VIEW, **kwargs) -> Dashboard:
-        dashboard = Dashboard(dashboard_config(viewer), selection, **kwargs)
-        made.append(dashboard)
-        dashboard.refresh()
-        return dashboard
+        return refreshed_dashboards(viewer, selection, **kwargs)
 
-    yield make
-    for dashboard in made:
-        dashboard.close()
+    return make
 
 
 def expected_tiles(health) -> dict[str, str]:

@@ -73,6 +73,24 @@ def dashboard_config(demo_gateway):
     return make
 
 
+@pytest.fixture
+def refreshed_dashboards(dashboard_config):
+    """Factory: a refreshed Dashboard for `viewer` and `selection` (closed after the test)."""
+    from usage_lib.ui.dashboard import Dashboard
+
+    made: list = []
+
+    def make(viewer: str, selection=None, **kwargs):
+        dashboard = Dashboard(dashboard_config(viewer), selection, **kwargs)
+        made.append(dashboard)
+        dashboard.refresh()
+        return dashboard
+
+    yield make
+    for dashboard in made:
+        dashboard.close()
+
+
 # -- nbval ---------------------------------------------------------------------------------
 
 _notebook_demo: list[DemoGateway] = []
