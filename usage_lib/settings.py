@@ -43,6 +43,13 @@ ENV_PRICES = "AQUEDUCT_PRICES"
 ENV_STATEMENT_TIMEOUT = "AQUEDUCT_STATEMENT_TIMEOUT"
 #: "1": `serve`'s background sync also archives health (`sync --health`).
 ENV_ARCHIVE_HEALTH = "AQUEDUCT_ARCHIVE_HEALTH"
+#: Not `Settings` fields (they tune the server, not a page): passed on to Voila and its
+#: kernels as they are. How long a kernel idles (its page closed without saying so, or
+#: gone) before Voila culls it, e.g. "30s" (unset: 10 minutes; voila_process.culling).
+ENV_KERNEL_IDLE_TIMEOUT = "AQUEDUCT_KERNEL_IDLE_TIMEOUT"
+#: The level of the package's log in the server's output (page.log_to_server; unset:
+#: INFO). DEBUG adds one line per refresh: its times and its gateway statements.
+ENV_LOG_LEVEL = "AQUEDUCT_LOG_LEVEL"
 #: Every variable `to_env` owns (and so removes when a setting is unset).
 ENV_NAMES = (ENV_DB_URL, ENV_ROUTER_CONFIG, ENV_TZ, ENV_NOW, ENV_IDENTITY, ENV_IDENTITY_HEADER, ENV_VIEWER, ENV_DEMO,
              ENV_ARCHIVE_URL, ENV_PRICES, ENV_STATEMENT_TIMEOUT, ENV_ARCHIVE_HEALTH)

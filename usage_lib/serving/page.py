@@ -20,7 +20,7 @@ from usage_lib.core.urlstate import refresh_from_query, section_from_query, sele
 from usage_lib.core.usage import Selection
 from usage_lib.errors import UsageError
 from usage_lib.serving.identity import resolve_viewer
-from usage_lib.settings import Settings
+from usage_lib.settings import ENV_LOG_LEVEL, Settings
 from usage_lib.ui.dashboard import Dashboard, show_dashboard
 
 #: Set by Voila in its kernels' environment (preheated ones too): the page is Voila's.
@@ -86,5 +86,6 @@ def log_to_server() -> None:
     handler = logging.StreamHandler(sys.__stderr__)
     handler.setFormatter(logging.Formatter("[%(name)s] %(levelname)s %(message)s"))
     package_log.addHandler(handler)
-    package_log.setLevel(logging.INFO)
+    level = os.environ.get(ENV_LOG_LEVEL, "").strip().upper()
+    package_log.setLevel(level if isinstance(logging.getLevelName(level), int) else logging.INFO)
     package_log.propagate = False

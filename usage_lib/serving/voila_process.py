@@ -21,6 +21,8 @@ from typing import Callable, Mapping
 import psutil
 
 from usage_lib.errors import UsageError
+from usage_lib.history.slices import parse_duration
+from usage_lib.settings import ENV_KERNEL_IDLE_TIMEOUT
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "usage_dashboard.ipynb"
@@ -54,6 +56,19 @@ PAGE_OPTIONS: dict[str, object] = {
     "MappingKernelManager.cull_interval": 60,
     "MappingKernelManager.cull_connected": False,
 }
+
+
+def culling(env: Mapping[str, str]) -> dict[str, object]:
+    """The culling of `PAGE_OPTIONS`, with the idle timeout `ENV_KERNEL_IDLE_TIMEOUT`
+    gives (a duration, e.g. "30s"), looked for every quarter of it (at most every
+    minute); none when unset. A load test waits seconds, not 10 minutes, for the kernels
+    of pages that went away without closing. `UsageError` if it is not a duration."""
+    text = env.get(ENV_KERNEL_IDLE_TIMEOUT, "").strip()
+    if not text:
+        return {}
+    seconds = max(1, round(parse_duration(text, ENV_KERNEL_IDLE_TIMEOUT).total_seconds()))
+    return {"MappingKernelManager.cull_idle_timeout": seconds,
+            "MappingKernelManager.cull_interval": max(1, min(60, seconds // 4))}
 
 
 def jupyter_path(existing: str = "") -> str:

@@ -714,6 +714,7 @@ class Dashboard:
         # The zone of the figures adopted (None: none yet): the address shows them after the panels.
         shown_tz: str | None = None
         self._set_loading(True)
+        counted = self._db.statements.count if self._db is not None else 0
         try:
             if self.problem:
                 raise UsageError(self.problem)
@@ -764,7 +765,9 @@ class Dashboard:
             self._push = False
         finished = time.perf_counter()
         self.timings = {"compute_s": computed - started, "render_s": finished - computed, "total_s": finished - started}
-        log.debug("refresh %s: compute %.3f s, widgets %.3f s", self.selection, self.timings["compute_s"], self.timings["render_s"])
+        statements = (self._db.statements.count if self._db is not None else 0) - counted
+        log.debug("refresh of %s %s: compute %.3f s, widgets %.3f s, %d gateway statements", self.viewer,
+                  self.selection, self.timings["compute_s"], self.timings["render_s"], statements)
         return self.usage
 
     def _set_loading(self, loading: bool) -> None:

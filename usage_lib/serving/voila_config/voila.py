@@ -8,7 +8,7 @@ kernels inherit the server's.
 
 import os
 
-from usage_lib.serving.voila_process import PAGE_OPTIONS, apply, jupyter_path
+from usage_lib.serving.voila_process import PAGE_OPTIONS, apply, culling, jupyter_path
 from usage_lib.serving.voila_hooks import may_preheat, prelaunch_hook
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
@@ -28,6 +28,8 @@ c.Voila.port_retries = 0
 # kernel shutdown on page close needs.
 os.environ["JUPYTER_PATH"] = jupyter_path(os.environ.get("JUPYTER_PATH", ""))
 apply(c, PAGE_OPTIONS)
+# AQUEDUCT_KERNEL_IDLE_TIMEOUT: a shorter idle timeout (load tests; see voila_process.culling).
+apply(c, culling(os.environ))
 # Cells tagged "voila-hidden" (the notes for data scientists) are left out of the page.
 c.TagRemovePreprocessor.enabled = True
 c.TagRemovePreprocessor.remove_cell_tags = {"voila-hidden"}
