@@ -1,25 +1,41 @@
 """The page's Health section (issue 15 item 7), in-process (no browser): its tiles show
 `Settings.compute_health`'s figures for every role, the section is kept in the address,
 health is computed only while its section is shown (and usage only while Usage is), the
-headroom table is there for admins only, and names from the data are shown literally."""
+headroom table is there for admins only, names from the data are shown literally, and
+the failures chart draws the failure rate per bucket as a line (issue 15 item 2).
+
+The failure-rate line is checked on a tiny gateway, the day before NOW in hourly
+buckets (2026-11-23 12:00 to 2026-11-24 12:00, 25 buckets, 09:00 the 22nd, 11:00 the
+24th), gpt-4o chat completions of root (global admin):
+
+    09:00  two of status 200, one of 500      3 requests, 1 failed: 1/3 = 33.3%
+    11:00  one of status 200, one in flight   2 requests, 0 failed: 0% (in flight is
+                                              a request, not a failure)
+    every other hour: no request              no rate: no point (not 0%)
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import math
+from datetime import timedelta
 from urllib.parse import parse_qs
 
+import numpy as np
 import pytest
 
 from tests.support.dashboard import DEMO_NOW
+from tests.support.gateway import NOW, GatewayBuilder, sqlite_url
 from usage_lib.core.health import FAILURE_KINDS, compute_health
 from usage_lib.core.urlstate import query_for, section_from_query
 from usage_lib.core.usage import Selection, compute_usage
+from usage_lib.settings import Settings
 from usage_lib.demo import DEMO_ADMIN_EMAIL, DEMO_ORG_ADMIN_EMAIL, DEMO_USER_EMAIL
 from usage_lib.render import formatting
 from usage_lib.serving.page import page_from_env
 from usage_lib.ui.dashboard import Dashboard
-from usage_lib.ui.health import TILES
+from usage_lib.ui.health import TILES, HealthSection
 
 HOSTILE = '<img src=x onerror="alert(1)">&amp; model'
 VIEW = Selection(org="all", span="1w", tz="UTC", now=DEMO_NOW)
@@ -211,3 +227,55 @@ def test_names_from_the_data_are_shown_literally_and_near_limit_tokens_first(das
     near = [row for row in rows if row["Share of limit"] != "—" and float(row["Share of limit"].rstrip("%")) >= 80]
     assert section.headroom_table.value.count('class="aq-near"') == len(near) >= 1
     assert HOSTILE + " (90.0%)" in html.unescape(section.near_limit.value)
+
+
+# -- the failure-rate line (issue 15 item 2) ---------------------------------------------
+
+NINE, ELEVEN = 21, 23  # the buckets' indexes
+
+
+@pytest.fixture(scope="module")
+def failing_hours(tmp_path_factory):
+    """The module docstring's tiny gateway, and root's health of its last day."""
+    g = GatewayBuilder(sqlite_url(tmp_path_factory.mktemp("failing-hours") / "gateway.sqlite3"))
+    root = g.token(g.user("root", role="admin", org=g.org("Acme")), "root-key")
+    g.request(root, NOW - timedelta(hours=3), status=200, count=2)
+    g.request(root, NOW - timedelta(hours=3), status=500)
+    g.request(root, NOW - timedelta(hours=1), status=200)
+    g.request(root, NOW - timedelta(hours=1), status=None)
+    g.close()
+    return Settings(db_url=g.url, viewer="root").compute_health(Selection(now=NOW, span="1d"))
+
+
+def test_the_failure_rate_per_bucket_is_failed_over_all_requests_and_none_without_requests(failing_hours):
+    frame = failing_hours.failures_over_time
+    assert len(frame) == 25 and frame["bucket"].iloc[NINE].hour == 9 and frame["bucket"].iloc[ELEVEN].hour == 11
+    rates = frame["failure_rate"].tolist()
+    assert rates[NINE] == pytest.approx(1 / 3) and rates[ELEVEN] == 0.0
+    assert all(math.isnan(rate) for index, rate in enumerate(rates) if index not in (NINE, ELEVEN))
+
+
+def test_the_failures_chart_draws_the_failure_rate_as_a_line_on_a_percent_axis(failing_hours):
+    section = HealthSection()
+    section.show(failing_hours, "admin")
+    chart = section.failures_chart
+    # A dot on each bucket with requests, none on the empty ones.
+    assert chart.rate_dots.x.tolist() == [NINE, ELEVEN]
+    assert chart.rate_dots.y.tolist() == pytest.approx([1 / 3, 0.0])
+    # The line: every bucket, the empty ones NaN (a gap, not 0%).
+    assert chart.rate_line.x.tolist() == list(range(25))
+    line = chart.rate_line.y
+    assert line[NINE] == pytest.approx(1 / 3) and line[ELEVEN] == 0.0
+    assert np.isnan(np.delete(line, [NINE, ELEVEN])).all()
+    # Its own axis, at the right, in percent: 33.3% under the top tick of 40%.
+    assert chart.rate_line.scales["y"] is chart.rate_dots.scales["y"] is chart.rate_axis.scale
+    assert chart.rate_axis.side == "right" and chart.rate_axis in chart.figure.axes
+    assert chart.rate_axis.tick_values.tolist() == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert chart.rate_axis.tick_format == ".0%" and chart.rate_axis.scale.max == pytest.approx(0.4)
+    assert {chart.rate_line, chart.rate_dots} <= set(chart.figure.marks)
+    assert "Failure rate (right axis)" in chart.legend.value
+    # The bars are the failures stacked by kind, as before: 5xx holds the one at 09:00.
+    assert chart.names == list(FAILURE_KINDS) and chart.values[2][NINE] == 1.0 and chart.values.sum() == 1.0
+
+    section.clear()
+    assert chart.rate_line.y.size == chart.rate_dots.y.size == 0

@@ -1,6 +1,7 @@
 """The bqplot charts: requests over time and requests by model, and (issue 14) tokens,
 requests by model and cost over time (`StackedTimeChart`) and cost by model (the models
-chart's cost view).
+chart's cost view); for the Health section (issue 15) response times over time
+(`LatencyChart`) and failures over time with the failure rate (`FailuresChart`).
 
 Each chart is built once and updated in place from a `Usage`'s frames (the figures
 are never recomputed here). bqplot traps handled (see STACK-NOTES):
@@ -654,6 +655,92 @@ class ModelsChart:
             self.model_scale.domain = []
             self.bars.x = np.array([], dtype=str)
             self.bars.y = np.array([], dtype="float64")
+
+
+#: The failure-rate line over the failures chart, on its own axis at the right.
+RATE_COLOR = "#0f172a"
+RATE_DOT_SIZE = 18
+RATE_AXIS_NOTE = "right axis"
+
+
+def share_ticks(highest: float) -> np.ndarray:
+    """Ticks of a share (0-1) axis: 0 to the first round percent above `highest` (33.3%
+    -> 0, 10, ... 40%), never past 100% (then quarters); without any share above 0,
+    quarters up to 100%."""
+    quarters = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    if not highest > 0:
+        return quarters
+    ticks = nice_amount_ticks(highest * 100) / 100
+    return quarters if ticks[-1] > 1 else ticks
+
+
+def share_format(step: float) -> str:
+    """A d3 percent format showing ticks `step` apart (a share): ``.0%`` for 10%
+    steps, ``.1%`` for 0.2% steps."""
+    percent = step * 100
+    digits = 0
+    while digits < 4 and abs(round(percent, digits) - percent) > 1e-9:
+        digits += 1
+    return f".{digits}%"
+
+
+class FailuresChart(StackedTimeChart):
+    """Failures per bucket stacked by kind (`StackedTimeChart`) with the failure rate
+    (failed / all requests) as a line over them, on a percent axis at the right: the
+    counts say how many failed, the line whether a bucket failed more than usual for
+    its traffic. A bucket without requests has no rate: a gap in the line, no dot (not
+    0%); a dot marks every rate, so a bucket between two empty ones still shows."""
+
+    def __init__(self, css: str, value_label: str, rate_label: str) -> None:
+        super().__init__(css, value_label)
+        self.rate_label = rate_label
+        #: The failure rate per bucket (NaN: no requests), as shown.
+        self.rates = np.zeros(0, dtype="float64")
+        self.rate_scale = bq.LinearScale(min=0.0, max=1.0)
+        scales = {"x": self.x_scale, "y": self.rate_scale}
+        empty = np.array([], dtype="float64")
+        # Deaf to the pointer: hovering a bucket is for the bars' tooltip (it has the rate).
+        self.rate_line = bq.Lines(x=empty, y=empty, scales=scales, colors=[RATE_COLOR], stroke_width=2.0,
+                                  enable_hover=False, interactions={})
+        self.rate_dots = bq.Scatter(x=empty, y=empty, scales=scales, colors=[RATE_COLOR], default_size=RATE_DOT_SIZE,
+                                    stroke="white", stroke_width=0.5, enable_hover=False, interactions={})
+        self.rate_axis = _axis_style(bq.Axis(scale=self.rate_scale, side="right", grid_lines="none",
+                                             tick_format=".0%", label=rate_label, label_offset="44px"))
+        self.figure.marks = [*self.figure.marks, self.rate_line, self.rate_dots]
+        self.figure.axes = [*self.figure.axes, self.rate_axis]
+        self.figure.fig_margin = {**self.figure.fig_margin, "right": 58}
+
+    def update(self, starts: Sequence[datetime], series: Mapping[str, Sequence], rates: Sequence, span: str | Span,
+               **options) -> None:
+        """`StackedTimeChart.update` with `rates`, the failure rate per bucket of
+        `starts` (NaN or None: no requests)."""
+        super().update(starts, series, span, **options)
+        self.rates = np.array([math.nan if formatting.is_missing(v) else float(v) for v in rates], dtype="float64")
+        shown = np.isfinite(self.rates)
+        x = np.arange(len(self.rates), dtype="float64")
+        ticks = share_ticks(float(self.rates[shown].max()) if shown.any() else 0.0)
+        with self.rate_scale.hold_sync(), self.rate_axis.hold_sync():
+            self.rate_scale.max = float(ticks[-1])
+            self.rate_axis.tick_values = ticks
+            self.rate_axis.tick_format = share_format(float(ticks[1] - ticks[0]))
+        with self.rate_line.hold_sync():
+            self.rate_line.x = x
+            self.rate_line.y = self.rates
+        with self.rate_dots.hold_sync():
+            self.rate_dots.x = x[shown]
+            self.rate_dots.y = self.rates[shown]
+        self.legend.value += (
+            f'<span class="aq-legend-item"><span class="aq-swatch aq-swatch-line" style="border-color:{RATE_COLOR}">'
+            f"</span>{html.escape(self.rate_label)} ({RATE_AXIS_NOTE})</span>")
+
+    def clear(self) -> None:
+        super().clear()
+        self.rates = np.zeros(0, dtype="float64")
+        empty = np.array([], dtype="float64")
+        for mark in (self.rate_line, self.rate_dots):
+            with mark.hold_sync():
+                mark.x = empty
+                mark.y = empty
 
 
 #: The latency chart's colours per path kind (p50 solid, p95 dashed).

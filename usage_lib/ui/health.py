@@ -10,7 +10,8 @@ What it shows, at 1366x768 without sideways scrolling:
   without reported tokens, and the gateway's own overhead (p50 / p95) or why there is
   none;
 - p50 and p95 per bucket (lines; empty buckets are gaps) and failures per bucket by kind
-  (stacked bars, with the failure rate in the tooltip);
+  (stacked bars) with the failure rate per bucket as a line on a percent axis at the
+  right (buckets without requests are gaps; the tooltip has the rate too);
 - a table per model (requests, p50, p95, p99, failed, failure rate, in flight, tokens
   unknown) and one per status code;
 - for org admins and global admins, "Rate-limit headroom": each token's busiest minute
@@ -114,7 +115,7 @@ class HealthSection:
         tiles = self._box(widgets.GridBox, list(self.tiles.values()), "aq-tiles", "aq-health-tiles")
 
         self.latency_chart = charts.LatencyChart(KIND_TITLES)
-        self.failures_chart = charts.StackedTimeChart("aq-failures-time", FAILED_AXIS_LABEL)
+        self.failures_chart = charts.FailuresChart("aq-failures-time", FAILED_AXIS_LABEL, FAILURE_RATE_LABEL)
         self.latency_title = self._html(self._card_title(LATENCY_OVER_TIME_TITLE), "aq-card-title")
         self.failures_title = self._html(self._card_title(FAILURES_OVER_TIME_TITLE), "aq-card-title")
         latency_card = self._card(self.latency_title, self.latency_chart.widget, "aq-card-latency")
@@ -238,8 +239,8 @@ class HealthSection:
         frame = health.failures_over_time
         failed, requests, rates = frame["failed"].tolist(), frame["requests"].tolist(), frame["failure_rate"].tolist()
         self.failures_chart.update(
-            list(frame["bucket"]), {kind: frame[kind].tolist() for kind in FAILURE_KINDS}, health.window.spec,
-            health.window, health.tz, health.unrecorded, colors=FAILURE_COLORS,
+            list(frame["bucket"]), {kind: frame[kind].tolist() for kind in FAILURE_KINDS}, rates, health.window.spec,
+            window=health.window, tz=health.tz, unrecorded=health.unrecorded, colors=FAILURE_COLORS,
             total=lambda i: f"{formatting.count(failed[i])} of {formatting.count(requests[i])} "
                             f"({formatting.share(_number(rates[i]))})")
         total, all_failed = int(sum(requests)), int(sum(failed))
