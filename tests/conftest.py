@@ -3,6 +3,7 @@ pytest_plugins = [
     "tests.support.postgres",
     "tests.support.browser",
     "tests.support.gateway",
+    "tests.support.archive",
     "tests.support.dashboard",
     "tests.support.serving",
 ]

@@ -11,7 +11,6 @@ writer lock) runs a few lines of the library with `python -c`.
 
 from __future__ import annotations
 
-import itertools
 import random
 import signal
 import stat
@@ -23,9 +22,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, delete, func, inspect, select, text, update
+from sqlalchemy import create_engine, delete, func, select, text, update
 
 from tests.support import REPO_ROOT
+from tests.support.archive import SLOW_SYNC, dump
 from tests.support.gateway import GatewayBuilder, django_text
 from usage_lib import Selection, compute_usage, open_database
 from usage_lib.errors import UsageError
@@ -40,7 +40,6 @@ UTC = timezone.utc
 CONFIG = ("gpt-4o", "claude", "embed-small")
 SETTLE = timedelta(hours=2)
 DAY = datetime(2026, 11, 24, tzinfo=UTC)
-TABLES = [table.name for table in schema.metadata.sorted_tables]
 
 
 def at(clock: str, day: datetime = DAY) -> datetime:
@@ -55,19 +54,6 @@ def epoch(moment: datetime) -> int:
 
 
 # --- fixtures and helpers ------------------------------------------------------------
-
-
-@pytest.fixture
-def new_archive(request, tmp_path):
-    """A factory of empty archive URLs on a backend ("sqlite" or "postgresql")."""
-    numbers = itertools.count()
-
-    def make(backend: str) -> str:
-        if backend == "sqlite":
-            return f"sqlite:///{tmp_path / f'archive{next(numbers)}.sqlite3'}"
-        return request.getfixturevalue("fresh_postgres_database")("archive")
-
-    return make
 
 
 def admin_with_two_tokens(g) -> dict[str, int]:
@@ -105,19 +91,6 @@ def run_sync(gateway_url: str, archive_url: str, now: datetime | list[datetime],
     finally:
         store.close()
         db.close()
-
-
-def dump(archive_url: str) -> dict[str, list[tuple]]:
-    """Every row of every table in the archive's database (Alembic's too), sorted."""
-    store = open_store(archive_url)
-    try:
-        with store.engine.connect() as conn:
-            names = inspect(conn).get_table_names()
-            assert set(TABLES) <= set(names)
-            return {name: sorted((tuple(row) for row in conn.execute(text(f'SELECT * FROM "{name}"'))), key=repr)
-                    for name in names}
-    finally:
-        store.close()
 
 
 def without_synced_at(tables: dict) -> dict:
@@ -277,32 +250,6 @@ def test_syncs_every_few_minutes_give_the_archive_of_one_sync(first_day, new_arc
 
 
 # --- 3. resumable after a kill at any point -------------------------------------------
-
-#: A sync in another process, slowed so that a kill lands part-way: a random pause
-#: before each day's read, and after each day's writes a line "wrote LOW HIGH" and a
-#: pause inside the transaction, which has not committed yet.
-#: argv: gateway URL, archive URL, now (ISO), seed, that pause in seconds.
-SLOW_SYNC = """
-import random, sys, time
-from datetime import datetime
-from usage_lib.gateway.db import open_database
-from usage_lib.history import sync as s
-from usage_lib.history.store import open_store
-gateway, archive, now, seed, pause = sys.argv[1:]
-rng = random.Random(int(seed))
-read_chunk, write_chunk = s._read_chunk, s._write_chunk
-def slow_read(*args):
-    time.sleep(rng.uniform(0, 0.1))
-    return read_chunk(*args)
-def slow_write(conn, low, high, *rest):
-    requests = write_chunk(conn, low, high, *rest)
-    print("wrote", low, high, flush=True)
-    time.sleep(float(pause))
-    return requests
-s._read_chunk, s._write_chunk = slow_read, slow_write
-s.sync(open_database(gateway), open_store(archive, writable=True), now=datetime.fromisoformat(now), wait=True)
-print("done", flush=True)
-"""
 
 #: One statement, so one snapshot: the watermark and the newest slice of each table.
 SEEN_BY_A_READER = text(
