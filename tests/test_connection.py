@@ -131,6 +131,15 @@ def test_postgres_session_runs_without_jit(fresh_postgres_database):
     db.close()
 
 
+def test_postgres_session_groups_in_32mb_of_work_memory(fresh_postgres_database):
+    url = fresh_postgres_database()
+    GatewayBuilder(url).close()
+    db = open_database(url)
+    with db.connect() as conn:
+        assert conn.execute(text("SHOW work_mem")).scalar() == "32MB"
+    db.close()
+
+
 def test_sqlite_sorter_may_use_helper_threads(tmp_path):
     url = f"sqlite:///{tmp_path}/g.sqlite3"
     GatewayBuilder(url).close()

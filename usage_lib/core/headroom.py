@@ -139,16 +139,24 @@ def _effective_limit(column: str, sa_team, team_org, owner_profile, profile_org)
 def _headroom_template(shape: queries.Shape, weighted: int) -> Select:
     """Three levels: per (token, minute) the window's sums, per token their maxima, then
     the token's effective limits from the small tables."""
-    minute = _minute(shape.dialect)
-    per_minute = (
+    rows = queries.grouping_fence(
         select(
             request.c.token_id,
-            func.sum(_weight(shape, weighted)).label("requests"),
-            func.sum(request.c.input_tokens).label("input_tokens"),
-            func.sum(request.c.output_tokens).label("output_tokens"),
+            _minute(shape.dialect).label("minute"),
+            _weight(shape, weighted).label("weight"),
+            request.c.input_tokens,
+            request.c.output_tokens,
+        ).where(*queries.window_conditions(shape)),
+        shape.dialect,
+    ).subquery("headroom_rows")
+    per_minute = (
+        select(
+            rows.c.token_id,
+            func.sum(rows.c.weight).label("requests"),
+            func.sum(rows.c.input_tokens).label("input_tokens"),
+            func.sum(rows.c.output_tokens).label("output_tokens"),
         )
-        .where(*queries.window_conditions(shape))
-        .group_by(request.c.token_id, minute)
+        .group_by(rows.c.token_id, rows.c.minute)
         .subquery("per_minute")
     )
     busiest = (

@@ -36,7 +36,6 @@ from sqlalchemy import (
     cast,
     func,
     literal,
-    literal_column,
     null,
     select,
     union_all,
@@ -174,12 +173,14 @@ def _health_template(shape: Shape, processing: bool) -> Select:
         model_column = cast(null(), String)
     else:
         model_column = model
-    slot = cast(slot, BigInteger).label("slot")
+    rows = queries.grouping_fence(
+        select(model_column.label("model"), cast(slot, BigInteger).label("slot"), request.c.path, request.c.timestamp)
+        .where(*queries.window_conditions(shape)),
+        shape.dialect,
+    ).subquery("health_rows")
     groups = (
-        select(model_column.label("model"), slot, request.c.path,
-               func.count().label("n"), func.min(request.c.timestamp).label("oldest"))
-        .where(*queries.window_conditions(shape))
-        .group_by(literal_column("slot"), model_column, request.c.path)
+        select(rows.c.model, rows.c.slot, rows.c.path, func.count().label("n"), func.min(rows.c.timestamp).label("oldest"))
+        .group_by(rows.c.slot, rows.c.model, rows.c.path)
         .cte("health_groups")
     )
     rest = groups.c.slot % per_model

@@ -201,6 +201,16 @@ def no_affinity(column):
     return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
 
+def grouping_fence(rows: Select, dialect: str) -> Select:
+    """`rows` kept a subquery of its own (OFFSET 0) on PostgreSQL, for a statement that
+    groups them by computed columns. Grouping the table by expressions of its columns,
+    the planner multiplies those columns' distinct counts and expects about one group per
+    row, so it sorts (spilling to disk) where hashing a few thousand groups would do; over
+    a subquery's computed columns it assumes its default of 200 distinct values each and
+    hashes. SQLite flattens the subquery as it was."""
+    return rows.offset(literal_column("0")) if dialect == "postgresql" else rows
+
+
 @dataclass(frozen=True)
 class Shape:
     """Everything the usage statement's SQL text depends on; values are bound separately."""

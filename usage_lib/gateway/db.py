@@ -44,10 +44,14 @@ from usage_lib.gateway.schema import (
     REQUIRED_COLUMNS,
 )
 
-#: Read-only, UTC, and no JIT: our statements run a few hundred milliseconds at most, and
+#: Read-only, UTC, no JIT: our statements run a few hundred milliseconds at most, and
 #: at 10M requests the planner's cost passes `jit_above_cost`, where compiling cost more
-#: than it saved (benchmarks/refresh.py --experiments). Session settings only.
-PG_SESSION_OPTIONS = "-c default_transaction_read_only=on -c timezone=UTC -c jit=off"
+#: than it saved (benchmarks/refresh.py --experiments). work_mem 32MB, not the default
+#: 4MB: the health statements group a week's requests into some 40,000 latency groups
+#: and 120,000 (token, minute) groups at 1M requests, which spilled to disk in 4MB
+#: (benchmarks/health.py's plans); 32MB is per sort or hash of a running statement, and a
+#: refresh runs one statement at a time. Session settings only.
+PG_SESSION_OPTIONS = "-c default_transaction_read_only=on -c timezone=UTC -c jit=off -c work_mem=32MB"
 
 #: Helper threads for SQLite's sorter (GROUP BY): a refresh sorts the window's rows, and
 #: this cut that sort by a third at 1M requests on 2 cores. Connection setting only.
