@@ -11,6 +11,7 @@ writer lock) runs a few lines of the library with `python -c`.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import stat
@@ -34,7 +35,8 @@ from usage_lib.gateway import schema as gateway_schema
 from usage_lib.history import schema
 from usage_lib.history.archive import open_archive
 from usage_lib.history.store import open_store, writer_lock
-from usage_lib.history.sync import sync
+from usage_lib.history.slices import DAY as DAY_SECONDS, HOUR, SLICE, floor_to
+from usage_lib.history.sync import SLICE_TABLES, sync
 
 UTC = timezone.utc
 CONFIG = ("gpt-4o", "claude", "embed-small")
@@ -335,6 +337,82 @@ def test_sync_killed_at_any_point_resumes_to_the_archive_of_one_uninterrupted_sy
     # No reader ever saw a slice at or above the watermark.
     for watermark, *newest in seen:
         assert all(slice_ is None or slice_ < watermark for slice_ in newest), (watermark, newest)
+
+
+#: Forks runs of `slow_sync`, the library imported once (a new Python takes a second to
+#: import it): for each seed on stdin it forks a run and prints its pid, and once told
+#: (a line on stdin: the run's pid stays ours until it is reaped) its exit status.
+#: argv: gateway URL, archive URL, now (ISO), pause.
+SYNC_FORKER = """
+import os, sys, traceback
+from tests.support.archive import slow_sync
+gateway, archive, now, pause = sys.argv[1:]
+for seed in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        try:
+            slow_sync(gateway, archive, now, seed, pause)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    print(pid, flush=True)
+    sys.stdin.readline()
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+#: The archive's tables of rows per slice, hour and day, with the length of that time.
+GRAINS = {**{table.name: SLICE for table in SLICE_TABLES}, schema.hour_token.name: HOUR, schema.day_token.name: DAY_SECONDS}
+WATERMARK = schema.state.columns.keys().index("watermark")
+
+
+def whole_units_before(tables: dict[str, list[tuple]], watermark: int) -> dict[str, list[tuple]]:
+    """A dump's rows of the slices, hours and days that end by `watermark` (`slice` is
+    each table's first column)."""
+    return {name: [row for row in tables[name] if row[0] < floor_to(watermark, step)] for name, step in GRAINS.items()}
+
+
+def test_sync_killed_twenty_times_in_a_row_at_random_points_ends_as_one_uninterrupted_sync(gateway, new_archive):
+    """Each run is killed 0 to 0.5 s after it starts (seeded), wherever it is: opening
+    the archive, copying the catalogue, reading a day, writing it, inside its
+    transaction. After every kill the archive holds exactly the clean sync's slices,
+    hours and days before its watermark, and nothing after it; the run after the last
+    kill completes it to the clean sync's archive, row for row: nothing counted twice,
+    nothing lost. The delays add up to 5 s and each day takes its 0.05 s pause and its
+    seeded read pause: even a machine doing no work in no time would get through 37 of
+    the 50 days, so every run is killed part-way."""
+    g, archive_url, ids = gateway
+    week_of_requests(g, ids)
+    now = DAY + timedelta(days=49, hours=12, minutes=40)
+    clean_url = new_archive(g.backend)
+    run_sync(g.url, clean_url, now=now)
+    clean = dump(clean_url)
+    open_store(archive_url, writable=True).close()   # created and migrated, no state yet
+    delays = random.Random(16)
+    watermarks = []
+    forker = subprocess.Popen([sys.executable, "-c", SYNC_FORKER, g.url, archive_url, now.isoformat(), "0.05"],
+                              cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for run in range(20):
+            forker.stdin.write(f"{run}\n")
+            forker.stdin.flush()
+            pid = int(forker.stdout.readline())
+            time.sleep(delays.uniform(0, 0.5))
+            os.kill(pid, signal.SIGKILL)
+            forker.stdin.write("reap\n")
+            forker.stdin.flush()
+            assert int(forker.stdout.readline()) == -signal.SIGKILL, f"run {run} ended before its kill"
+            tables = dump(archive_url)
+            state = tables["archive_state"]
+            watermarks.append(state[0][WATERMARK] if state else epoch(DAY))   # DAY: the first slice
+            assert whole_units_before(tables, watermarks[-1]) == whole_units_before(clean, watermarks[-1]), run
+            assert tables["archive_gap"] == [] and tables["seen_token"] in ([], clean["seen_token"]), run
+    finally:
+        forker.kill()
+        forker.communicate()
+    assert watermarks == sorted(watermarks) and watermarks[-1] < epoch(now - SETTLE), watermarks
+    run_sync(g.url, archive_url, now=now, wait=True)
+    assert dump(archive_url) == clean
 
 
 # --- 4. one writer at a time -----------------------------------------------------------
