@@ -271,7 +271,7 @@ def test_the_failures_chart_draws_the_failure_rate_as_a_line_on_a_percent_axis(f
     assert chart.rate_line.scales["y"] is chart.rate_dots.scales["y"] is chart.rate_axis.scale
     assert chart.rate_axis.side == "right" and chart.rate_axis in chart.figure.axes
     assert chart.rate_axis.tick_values.tolist() == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
-    assert chart.rate_axis.tick_format == ".0%" and chart.rate_axis.scale.max == pytest.approx(0.4)
+    assert chart.rate_axis.tick_format == ".0~%" and chart.rate_axis.scale.max == pytest.approx(0.4)
     assert {chart.rate_line, chart.rate_dots} <= set(chart.figure.marks)
     assert "Failure rate (right axis)" in chart.legend.value
     # The bars are the failures stacked by kind, as before: 5xx holds the one at 09:00.

@@ -1,5 +1,7 @@
 """Snapshots (issue 5): every format for a global admin and a standard user, on a tiny
-gateway with known numbers; the figures inside each file equal the JSON report.
+gateway with known numbers; the figures inside each file equal the JSON report. The PDF
+holds both of the page's sections, Usage then Health, a page each; a PNG the section
+asked for (issue 15 item 7).
 
 Lean on purpose (the machine is shared): one tiny SQLite gateway per module, the HTML
 made once per role, one Voila server per role (both started at once) for PDF and PNG,
@@ -401,8 +403,60 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+def pixels_of(browser, png: bytes, color: str) -> int:
+    """How many pixels of `png` are `color` ("#rrggbb", each channel within 2), counted
+    by Chromium's own PNG decoder on a canvas."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        return page.evaluate("""async ([src, rgb]) => {
+            const image = new Image();
+            image.src = src;
+            await image.decode();
+            const canvas = document.createElement('canvas');
+            canvas.width = image.width;
+            canvas.height = image.height;
+            const drawing = canvas.getContext('2d');
+            drawing.drawImage(image, 0, 0);
+            const data = drawing.getImageData(0, 0, canvas.width, canvas.height).data;
+            let n = 0;
+            for (let i = 0; i < data.length; i += 4) {
+              if (Math.abs(data[i] - rgb[0]) <= 2 && Math.abs(data[i + 1] - rgb[1]) <= 2
+                  && Math.abs(data[i + 2] - rgb[2]) <= 2) n += 1;
+            }
+            return n;
+        }""", [f"data:image/png;base64,{base64.b64encode(png).decode()}",
+               [int(color[i:i + 2], 16) for i in (1, 3, 5)]])
+    finally:
+        context.close()
+
+
+#: The colour of the 5xx bars of the Health section's failures chart (and of nothing in
+#: the Usage section): the tiny gateway's two 500s, half an hour before NOW, make one.
+FIVE_XX_RED = "#dc2626"
+#: The Health section's card titles, as the page writes them.
+HEALTH_TITLES = ("Response Time Over Time", "Failures Over Time", "Health by Model", "Status Codes")
+
+
+def expected_health_texts(report: dict) -> list[str]:
+    """What the Health section must show for `report`'s "health" object, written
+    independently of the page: its card titles, p50 and p95 of completions and
+    embeddings (one decimal, ms), the failure rate (failed / all requests, one
+    decimal), each model's name and the legend of the failure-rate line."""
+    health = report["health"]
+    texts = list(HEALTH_TITLES)
+    for row in health["latency"]:
+        texts += [f"{row[p]:,.1f} ms" for p in ("p50", "p95") if row[p] is not None]
+    requests = sum(row["requests"] for row in health["statuses"])
+    failed = sum(row["requests"] for row in health["statuses"] if row["kind"] in ("4xx", "429", "5xx"))
+    texts.append(f"{100 * failed / requests:.1f}%")
+    texts += [row["model"] or "N/A" for row in health["failures_by_model"]]
+    return texts + ["Failure rate (right axis)"]
+
+
 @pytest.mark.parametrize("role", ROLES)
-def test_pdf_and_png_of_the_live_page(browser, page_servers, tiny, reports, role, test_output_dir):
+def test_the_pdf_has_both_sections_a_page_each_and_the_png_the_usage_one(browser, page_servers, tiny, reports,
+                                                                            role, test_output_dir):
     try:
         from pypdf import PdfReader
     except ImportError:
@@ -417,22 +471,44 @@ def test_pdf_and_png_of_the_live_page(browser, page_servers, tiny, reports, role
     png.write_bytes(files[".png"])
 
     reader = PdfReader(str(pdf))
-    assert len(reader.pages) == 1
-    text = re.sub(r"\s+", "", reader.pages[0].extract_text())  # wrapped lines joined
+    assert len(reader.pages) == 2
+    usage_text, health_text = (re.sub(r"\s+", "", page.extract_text()) for page in reader.pages)  # wrapped lines joined
     figures = expected_figures(report)
-    if "Cost" not in text:  # the live page's cost tile is the dashboard's (issue 14)
+    if "Cost" not in usage_text:  # the live page's cost tile is the dashboard's (issue 14)
         del figures["tiles"]["cost"]
     for value in figures["tiles"].values():
-        assert value.replace(" ", "") in text, value
+        assert value.replace(" ", "") in usage_text, value
     for row in figures["rows"]:
-        assert all(cell.replace(" ", "") in text for cell in row), row
-    assert report["scope"]["viewer"] in text
-    # The snapshot's banner, not the live Export control.
-    assert "snapshot" in text.lower() and "Exported" in text and not re.search(r"Export(?!ed)", text)
+        assert all(cell.replace(" ", "") in usage_text for cell in row), row
+    for text in (usage_text, health_text):
+        assert report["scope"]["viewer"] in text
+        # The snapshot's banner on each page, not the live Export control.
+        assert "snapshot" in text.lower() and "Exported" in text and not re.search(r"Export(?!ed)", text)
+    # The second page is the Health section, and only it.
+    for value in expected_health_texts(report):
+        assert value.replace(" ", "") in health_text, value
+    assert not any(title.replace(" ", "") in usage_text for title in HEALTH_TITLES)
+    assert "RequestsOverTime" in usage_text and "RequestsOverTime" not in health_text
+    # Rate-limit headroom for admins only, as on the page.
+    assert ("Rate-limitheadroom" in health_text) is (role == "admin")
+    # Each page as tall as its section: neither spills onto another page.
+    heights = [float(page.mediabox.height) for page in reader.pages]
+    assert all(height > 700 for height in heights) and heights[0] != heights[1]
 
     width, height = png_size(png.read_bytes())
     assert width == 1280 and height >= 700
     assert png.stat().st_size > 30_000  # drawn, not a blank page
+    assert pixels_of(browser, files[".png"], FIVE_XX_RED) == 0  # the Usage section has no 5xx bar
+
+
+def test_a_png_of_the_health_view_shows_the_health_section(browser, page_servers, tiny, test_output_dir):
+    settings, selection = settings_for(tiny, "admin")
+    _shown, files = capture.capture(settings, settings.viewer, selection, [".png"], section="health",
+                                    browser=browser, server=page_servers["admin"])
+    (test_output_dir / "snapshot-admin-health.png").write_bytes(files[".png"])
+    width, height = png_size(files[".png"])
+    assert width == 1280 and height >= 700
+    assert pixels_of(browser, files[".png"], FIVE_XX_RED) > 100  # the failures chart's 5xx bar
 
 
 def test_a_captured_page_says_it_is_a_snapshot(browser, page_servers, tiny, reports):

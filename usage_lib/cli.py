@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from usage_lib.core.spans import DEFAULT_SPAN, SPANS
+from usage_lib.core.urlstate import SECTIONS, USAGE_SECTION
 from usage_lib.core.usage import DEFAULT_TOP, TOP_CHOICES, Selection
 from usage_lib.demo import build_demo, demo_paths
 from usage_lib.errors import UsageError
@@ -94,7 +95,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     settings, selection = _settings(args)
-    for path in export_snapshot(settings, selection, args.out):
+    for path in export_snapshot(settings, selection, args.out, section=args.view):
         print(f"wrote {path}")
     return 0
 
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot = commands.add_parser("snapshot", help=f"export the view as {', '.join(FORMATS)}")
     _scope_arguments(snapshot)
     snapshot.add_argument("--out", type=Path, required=True, help=f"the file to write; its suffix is the format: {', '.join(FORMATS)}")
+    snapshot.add_argument("--view", default=USAGE_SECTION, choices=list(SECTIONS),
+                          help="the page's section a .png shows (default %(default)s); a .pdf has both, one a page")
     snapshot.set_defaults(run=cmd_snapshot)
 
     sync_ = commands.add_parser("sync", help="archive the gateway's settled usage (history beyond its retention)")

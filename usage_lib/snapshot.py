@@ -4,7 +4,8 @@ The format is the output file's suffix: a renderer of `usage_lib.render.registry
 (.html, .json, .csv, .zip, .txt) over one report, or the real page captured in a
 browser (.pdf, .png: `usage_lib.serving.capture`). Every export takes its figures at one
 instant: the selection's `now`, else the moment the export starts. The rendered formats
-carry the health figures too (`compute_report`).
+carry the health figures too (`compute_report`), a PDF both of the page's sections, a
+PNG the one `section` names.
 
 Files appear whole or not at all: each is written beside its target under a hidden
 temporary name and renamed into place once every file of the export is written; on any
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from usage_lib.core.health import Health
+from usage_lib.core.urlstate import USAGE_SECTION
 from usage_lib.core.usage import Selection
 from usage_lib.errors import UsageError
 from usage_lib.render.files import Report
@@ -34,9 +36,11 @@ from usage_lib.ui.dashboard import Dashboard
 FORMATS = tuple(RENDERERS) + CAPTURED
 
 
-def export_snapshot(settings: Settings, selection: Selection, out: Path | str, viewer: str | None = None) -> list[Path]:
-    """Write the snapshot `out` (format from its suffix) of `viewer`'s `selection`.
-    Returns the files written (a `.csv` export writes four). Raises `UsageError`."""
+def export_snapshot(settings: Settings, selection: Selection, out: Path | str, viewer: str | None = None,
+                    section: str = USAGE_SECTION) -> list[Path]:
+    """Write the snapshot `out` (format from its suffix) of `viewer`'s `selection`; a PNG
+    shows the page's `section` (`urlstate.SECTIONS`). Returns the files written (a
+    `.csv` export writes several). Raises `UsageError`."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
@@ -48,7 +52,7 @@ def export_snapshot(settings: Settings, selection: Selection, out: Path | str, v
         raise UsageError("no viewer: give --viewer EMAIL_OR_USERNAME")
     selection = pinned(selection)
     if suffix in CAPTURED:
-        _report, files = capture(settings, viewer, selection, [suffix])
+        _report, files = capture(settings, viewer, selection, [suffix], section=section)
         return write_files(out.parent, {out.name: files[suffix]})
     if suffix == ".html":
         usage, widget = dashboard_view(settings, viewer, selection)

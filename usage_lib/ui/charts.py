@@ -675,13 +675,13 @@ def share_ticks(highest: float) -> np.ndarray:
 
 
 def share_format(step: float) -> str:
-    """A d3 percent format showing ticks `step` apart (a share): ``.0%`` for 10%
-    steps, ``.1%`` for 0.2% steps."""
+    """A d3 percent format showing ticks `step` apart (a share), trailing zeros left
+    out: ``.0~%`` for 10% steps, ``.3~%`` for 0.025% steps (0%, 0.025%, 0.05%)."""
     percent = step * 100
     digits = 0
     while digits < 4 and abs(round(percent, digits) - percent) > 1e-9:
         digits += 1
-    return f".{digits}%"
+    return f".{digits}~%"
 
 
 class FailuresChart(StackedTimeChart):
@@ -705,7 +705,7 @@ class FailuresChart(StackedTimeChart):
         self.rate_dots = bq.Scatter(x=empty, y=empty, scales=scales, colors=[RATE_COLOR], default_size=RATE_DOT_SIZE,
                                     stroke="white", stroke_width=0.5, enable_hover=False, interactions={})
         self.rate_axis = _axis_style(bq.Axis(scale=self.rate_scale, side="right", grid_lines="none",
-                                             tick_format=".0%", label=rate_label, label_offset="44px"))
+                                             tick_format=".0~%", label=rate_label, label_offset="44px"))
         self.figure.marks = [*self.figure.marks, self.rate_line, self.rate_dots]
         self.figure.axes = [*self.figure.axes, self.rate_axis]
         self.figure.fig_margin = {**self.figure.fig_margin, "right": 58}
