@@ -146,6 +146,15 @@ def test_serve_keeps_the_archive_synced_in_the_background(tiny, tmp_path):
     assert state is not None and state.watermark > NOW.timestamp()
 
 
+def test_serve_that_does_not_sync_needs_an_archive_and_makes_none(tiny, tmp_path):
+    """`serve --sync-every 0`: one of several servers reading an archive synced elsewhere
+    (docs/operations.md) never creates or writes it; a missing one is one line."""
+    archive = tmp_path / "elsewhere.sqlite3"
+    result = run("serve", "--db", tiny.url, "--viewer", "olga", "--archive", str(archive), "--sync-every", "0")
+    one_line_error(result, "run `usage-dashboard sync` first")
+    assert not archive.exists()
+
+
 def slice_health_rows(archive: Path) -> int:
     store = open_store(str(archive))
     try:

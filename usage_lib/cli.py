@@ -148,7 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.statement_timeout is not None:
         env[ENV_STATEMENT_TIMEOUT] = args.statement_timeout
     return serve(Settings.from_env(env), args.host, args.port,
-                 sync_every=_duration(args.sync_every, "--sync-every"), settle=_duration(args.settle, "--settle"))
+                 sync_every=parse_duration(args.sync_every, "--sync-every") or None, settle=_duration(args.settle, "--settle"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_.add_argument("--host", default="127.0.0.1")
     serve_.add_argument("--archive", default=None, help="usage archive URL or SQLite file: read history from it and keep it synced")
     serve_.add_argument("--statement-timeout", default=None, help=STATEMENT_TIMEOUT_HELP)
-    serve_.add_argument("--sync-every", default="1m", help="with --archive: sync this often (default %(default)s)")
+    serve_.add_argument("--sync-every", default="1m",
+                        help="with --archive: sync this often (default %(default)s; 0: never, the archive is synced elsewhere)")
     serve_.add_argument("--health", action="store_true", help=f"with --archive: {HEALTH_HELP}")
     serve_.add_argument("--settle", default=duration_text(DEFAULT_SETTLE), help="with --archive: the settle horizon (default %(default)s)")
     serve_.set_defaults(run=cmd_serve)

@@ -3,7 +3,8 @@
 Checks the settings first (database, router config, zone, viewer: one line and no server
 when something is wrong), hands them to Voila and its kernels through the environment
 (`Settings.to_env`), prints the URL once Voila listens, and stops Voila and its kernels
-on Ctrl-C or SIGTERM. With an archive it also keeps the archive synced (`archive_sync`).
+on Ctrl-C or SIGTERM. With an archive it also keeps the archive synced (`archive_sync`),
+unless another process does (`sync_every` None: several servers reading one archive).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ def _raise_stop(_signum, _frame) -> None:
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8866,
-          sync_every: timedelta = timedelta(minutes=1), settle: timedelta = DEFAULT_SETTLE) -> int:
+          sync_every: timedelta | None = timedelta(minutes=1), settle: timedelta = DEFAULT_SETTLE) -> int:
     """Serve until Ctrl-C or SIGTERM; returns 0 after a requested stop. With
-    `settings.archive_url`, sync the archive every `sync_every` meanwhile.
+    `settings.archive_url`, sync the archive every `sync_every` meanwhile (None: only
+    read it; it must exist).
 
     SIGINT stays ignored when it was (a supervisor's choice, or a shell's for `serve &`).
     Until Voila is started a signal ends the start-up at once; from then on it is only
@@ -43,14 +45,15 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8866,
     requested: list[int] = []
     syncing = None
     try:
-        if settings.archive_url:
+        syncs = bool(settings.archive_url and sync_every)
+        if syncs:
             create_archive(settings)
         settings.check()
         if not voila_process.port_free(host, port):
             raise UsageError(f"port {port} on {host} is in use: stop what runs there or give --port")
         for sig in signals:
             signal.signal(sig, lambda signum, _frame: requested.append(signum))
-        if settings.archive_url:
+        if syncs:
             syncing = BackgroundSync(settings, sync_every, settle).start()
         server = voila_process.start(settings.to_env(os.environ), host, port)
         try:
