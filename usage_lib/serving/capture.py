@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-from usage_lib.core.urlstate import HEALTH_SECTION, USAGE_SECTION, VIEW_KEY
+from usage_lib.core.urlstate import SECTIONS, USAGE_SECTION, VIEW_KEY
 from usage_lib.core.usage import Selection
 from usage_lib.errors import UsageError
 from usage_lib.render.files import Report
@@ -37,8 +37,6 @@ from usage_lib.settings import Settings
 from usage_lib.ui.dashboard import SECTION_VIEWS
 
 CAPTURED = (".pdf", ".png")
-#: The sections of a PDF, one page each, in order.
-PDF_SECTIONS = (USAGE_SECTION, HEALTH_SECTION)
 
 #: Headless Chromium as root, without a screen, on a closed network (see STACK-NOTES).
 CHROMIUM_ARGS = [
@@ -282,9 +280,9 @@ def print_kept(page) -> bytes:
 
 def take_files(page, report: Report, suffixes: Sequence[str], section: str) -> dict[str, bytes]:
     """The page, open and drawn on the first section it is to show, as each of
-    `suffixes`: a PNG of `section`, a PDF of every section of `PDF_SECTIONS` (the page
-    goes through them in order)."""
-    sections = PDF_SECTIONS if ".pdf" in suffixes else (section,)
+    `suffixes`: a PNG of `section`, a PDF of every section (`urlstate.SECTIONS`, Usage
+    then Health: the page goes through them in order, a PDF page each)."""
+    sections = SECTIONS if ".pdf" in suffixes else (section,)
     files = {}
     for index, shown in enumerate(sections):
         if index:
@@ -309,11 +307,11 @@ def capture(settings: Settings, viewer: str, selection: Selection, suffixes: Seq
     """
     if unknown := [suffix for suffix in suffixes if suffix not in CAPTURED]:
         raise UsageError(f"cannot take a page as {', '.join(unknown)}")
-    if section not in PDF_SECTIONS:
-        raise UsageError(f"no section {section!r}: use one of {', '.join(PDF_SECTIONS)}")
+    if section not in SECTIONS:
+        raise UsageError(f"no section {section!r}: use one of {', '.join(SECTIONS)}")
     settings = page_settings(settings, viewer)
     report = Report.of(settings.compute(selection, viewer))
-    first = PDF_SECTIONS[0] if ".pdf" in suffixes else section
+    first = SECTIONS[0] if ".pdf" in suffixes else section
     with ExitStack() as stack:
         if server is None:
             pinned = dataclasses.replace(settings, view=selection)  # its zone and instant
