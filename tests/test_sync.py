@@ -751,6 +751,79 @@ def test_a_gateway_emptied_by_its_retention_job_before_a_sync_leaves_a_gap(gatew
     assert result.watermark == nov(12, "10:30")
 
 
+# --- 7b. the retention job deleting while a sync runs ----------------------------------
+
+JOB_NOW = DAY + timedelta(days=12, hours=12, minutes=40)   # the catch-up's now
+#: Its retention job ran at 04:00 that day (7 days): requests before this are gone.
+JOB_CUTOFF = DAY + timedelta(days=5, hours=4)
+
+
+@pytest.fixture
+def catching_up(gateway, new_archive):
+    """`week_of_requests` (DAY to DAY + 7) synced up to DAY + 1 10:30; and a clean archive:
+    one sync at JOB_NOW before anything was deleted. (builder, archive, clean archive)"""
+    g, archive_url, ids = gateway
+    week_of_requests(g, ids)
+    run_sync(g.url, archive_url, now=at("12:40", DAY + timedelta(days=1)))
+    clean = new_archive(g.backend)
+    run_sync(g.url, clean, now=JOB_NOW)
+    return g, archive_url, clean
+
+
+def sync_while_the_retention_job_runs(g, archive_url: str, day_end: datetime) -> None:
+    """A sync at JOB_NOW in another process; the gateway's retention job runs from this one
+    while the sync holds the day ending at `day_end` read and written, not committed."""
+    process = subprocess.Popen([sys.executable, "-c", SLOW_SYNC, g.url, archive_url, JOB_NOW.isoformat(), "0", "step"],
+                               cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deleted = False
+    try:
+        for line in process.stdout:
+            if line.startswith("wrote"):
+                if int(line.split()[2]) == epoch(day_end):
+                    retention_job(g, JOB_CUTOFF)
+                    deleted = True
+                process.stdin.write("go\n")
+                process.stdin.flush()
+        assert process.wait(timeout=30) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert deleted, "the sync never held that day"
+
+
+def test_the_retention_job_deleting_unsynced_requests_during_a_sync_leaves_a_gap_and_counts_nothing_twice(
+        catching_up, new_archive):
+    """The job deletes before DAY + 5 04:00 while the sync holds the day up to DAY + 3:
+    the days after it it had not read yet lose their requests. SPEC §5: the archive says
+    where it has a gap. So the archive keeps what the sync read before the job as the
+    clean sync has it, records a gap from DAY + 3 to the slice of the oldest request left
+    (DAY + 5 07:45), and from there equals the clean sync: the archive a sync stopped at
+    DAY + 3 and run again after the job makes; nothing is counted twice."""
+    g, archive_url, clean = catching_up
+    stopped = new_archive(g.backend)
+    run_sync(g.url, stopped, now=[at("12:40", DAY + timedelta(days=1)), DAY + timedelta(days=3) + SETTLE])
+    sync_while_the_retention_job_runs(g, archive_url, DAY + timedelta(days=3))
+    run_sync(g.url, stopped, now=JOB_NOW)
+    gap = (epoch(DAY + timedelta(days=3)), epoch(at("07:45", DAY + timedelta(days=5))))
+    assert read(archive_url, select(schema.gap)) == [gap]
+    outside = select(schema.slice_detail).where((schema.slice_detail.c.slice < gap[0]) | (schema.slice_detail.c.slice >= gap[1]))
+    assert sorted(read(archive_url, outside)) == sorted(read(clean, outside))
+    # Days 0-2: 15 + 16 + 17; day 5 from 07:45: 2 + 4 + 8; days 6, 7: 21 + 22.
+    assert read(archive_url, select(func.sum(schema.slice_token.c.requests))) == [(15 + 16 + 17 + 14 + 21 + 22,)]
+    assert dump(archive_url) == dump(stopped)
+
+
+def test_the_retention_job_deleting_only_synced_requests_during_a_sync_changes_nothing(catching_up):
+    """The job deletes before DAY + 5 04:00 while the sync holds the day up to DAY + 6: it
+    read every deleted request before. Nothing settled is lost, nothing counted twice:
+    the archive equals the clean sync's, row for row."""
+    g, archive_url, clean = catching_up
+    sync_while_the_retention_job_runs(g, archive_url, DAY + timedelta(days=6))
+    assert dump(archive_url) == dump(clean)
+
+
 # --- 8. the archive's schema and files -------------------------------------------------
 
 

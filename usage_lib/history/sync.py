@@ -5,6 +5,9 @@ time after it (slices that ended at least the settle horizon ago) in SQL on the 
 a day at a time, and writes each day's slices, their roll-ups and the new watermark in
 one archive transaction: a run killed at any point leaves the archive as it was before
 that day, and readers only read below the watermark. Running it again changes nothing.
+When the gateway's retention job deletes requests during a run, a day read after the job
+that may have lost some is rolled back, and the run goes on as one started after the
+job: it records a gap from the watermark.
 """
 
 from __future__ import annotations
@@ -213,10 +216,24 @@ def _archive_row(low: int, row: Sequence) -> tuple[Table, tuple]:
     return schema.slice_processing, (at, token_id, model, user_id, completion, embedding, bin_, int(requests))
 
 
-def _read_chunk(db: Database, low: int, high: int, health: bool = True) -> Iterator[Batch]:
+class _RetentionRan(Exception):
+    """A chunk was read after the gateway's retention job deleted requests it may hold."""
+
+
+def _oldest_request(conn) -> object:
+    """The gateway's oldest request time, as it stores it (None: it holds none)."""
+    return conn.execute(select(func.min(request.c.timestamp))).scalar()
+
+
+def _read_chunk(db: Database, low: int, high: int, first: object, health: bool = True) -> Iterator[Batch]:
     """The chunk's rows (`chunk_statement`, or `usage_statement` without `health`) for
     each archive table, in batches of at most `BATCH`: memory stays flat however many
-    requests a day holds."""
+    requests a day holds.
+
+    `first`: the gateway's oldest request when the run began. The retention job deletes
+    the oldest requests: the chunk was read whole if, once read (on PostgreSQL in the
+    same snapshot), the gateway still holds `first` or a request before `low`; else
+    `_RetentionRan`."""
     slices = (high - low) // SLICE
     params = {f"bound_{i}": db.timestamp_bound(instant(low + i * SLICE)).value for i in range(slices + 1)}
     statement = chunk_statement(db, slices) if health else usage_statement(db, slices)
@@ -227,6 +244,9 @@ def _read_chunk(db: Database, low: int, high: int, health: bool = True) -> Itera
             for table, row in (_archive_row(low, row) for row in batch):
                 tables.setdefault(table, []).append(row)
             yield from (Batch(table, rows) for table, rows in tables.items())
+        oldest = _oldest_request(conn)
+    if oldest != first and (oldest is None or gateway_epoch(oldest) >= low):
+        raise _RetentionRan
 
 
 def _roll_up(source, target, low: int, high: int, step: int, failed_from_status: bool):
@@ -306,11 +326,6 @@ def _copy_catalogue(db: Database, store: Store, now: int) -> None:
                 conn.execute(_upsert(store.dialect, table, values[start:start + 500]))
 
 
-def _gateway_oldest(db: Database) -> int | None:
-    with db.connect() as conn:
-        return gateway_epoch(conn.execute(select(func.min(request.c.timestamp))).scalar())
-
-
 def _begin(store: Store, current: State | None, oldest: int | None, now: int, target: int,
            settle: timedelta, retention: timedelta, health: bool) -> tuple[int, tuple[int, int] | None]:
     """The watermark to start from, creating the state row on the first run, and the gap
@@ -377,20 +392,30 @@ def sync(
     now_s = int(moment.timestamp())
     target = floor_to(now_s - settle.total_seconds())
     written = requests = 0
+    gap = None
     with writer_lock(store, wait=wait):
         _copy_catalogue(db, store, now_s)
-        oldest = _gateway_oldest(db)
-        current = store.state()
-        # An archive that keeps health keeps it: no slice after `health_from` without it.
-        health = health or (current is not None and current.health_from is not None)
-        start, gap = _begin(store, current, oldest, now_s, target, settle, retention, health)
-        work = chunks(start, target, DAY)
-        bar = tqdm(work, unit="day", desc="sync", disable=not progress or len(work) <= PROGRESS_AFTER_CHUNKS)
-        for low, high in bar:
-            with store.engine.begin() as conn:
-                requests += _write_chunk(conn, low, high, _read_chunk(db, low, high, health), now_s, oldest)
-            written += (high - low) // SLICE
-            bar.set_postfix(requests=requests, refresh=False)
+        while True:
+            with db.connect() as conn:
+                first = _oldest_request(conn)
+            oldest = gateway_epoch(first)
+            current = store.state()
+            # An archive that keeps health keeps it: no slice after `health_from` without it.
+            health = health or (current is not None and current.health_from is not None)
+            start, found = _begin(store, current, oldest, now_s, target, settle, retention, health)
+            gap = found or gap
+            work = chunks(start, target, DAY)
+            bar = tqdm(work, unit="day", desc="sync", disable=not progress or len(work) <= PROGRESS_AFTER_CHUNKS)
+            try:
+                for low, high in bar:
+                    with store.engine.begin() as conn:
+                        requests += _write_chunk(conn, low, high, _read_chunk(db, low, high, first, health), now_s,
+                                                 oldest)
+                    written += (high - low) // SLICE
+                    bar.set_postfix(requests=requests, refresh=False)
+                break
+            except _RetentionRan:
+                bar.close()  # that day was rolled back: begin again from the watermark
         watermark = max(start, target)
     return SyncResult(
         watermark=instant(watermark),
