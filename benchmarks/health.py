@@ -24,10 +24,11 @@ Issue 15, item 9: at 1M requests a refresh including the health figures stays wi
 - What is measured, per (backend, case) of refresh.py's CASES (global admin All 1w, org
   admin 1d, standard user with teams 1w):
   (a) "usage": today's refresh, `compute_usage(db, viewer, selection, models)` (every
-      figure with the previous period, as the dashboard does today);
-  (b) "health": `compute_health(db, viewer, selection, models, multipliers)`;
-  (c) "both": (a) then (b) on the same database object, as the dashboard's health section
-      would refresh a view with its usage figures.
+      figure with the previous period), the page's Usage tab;
+  (b) "health": `compute_health(db, viewer, selection, models, multipliers)`, the page's
+      Health tab (the page computes the section it shows, nothing else);
+  (c) "both": (a) then (b) on the same database object, as a JSON report, a snapshot or
+      an export with both sections.
 - One fresh process per (backend, case) measures all three: `--rounds` rounds (default 3),
   the order (a b c) reversed every round (c b a); in each, per refresh kind, 2 warm-up
   refreshes (`--warmup`) then 7 timed ones (`--repeat`) and their median. Reported: the
