@@ -2,8 +2,9 @@
 SQLite gateway written while the page reads it. The page says one line (never a
 traceback, on the page or in the log), offers "Try again", and never hangs.
 
-(A sync killed at any point and the gateway's retention job deleting rows before a
-sync are tests/test_sync.py's.)
+(A sync killed at any point, twenty times in a row, and the gateway's retention job
+deleting rows before or during a sync are tests/test_sync.py's; no statement writing to
+the gateway is tests/test_read_only.py's.)
 """
 
 from __future__ import annotations

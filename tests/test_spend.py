@@ -512,19 +512,6 @@ def test_the_previous_period_is_priced_at_its_own_prices(three_tokens):
 # --- the archive path -------------------------------------------------------------------
 
 
-@pytest.fixture
-def new_archive(request, tmp_path):
-    """A factory of empty archive URLs on a backend ("sqlite" or "postgresql")."""
-    numbers = itertools.count()
-
-    def make(backend: str) -> str:
-        if backend == "sqlite":
-            return f"sqlite:///{tmp_path / f'archive{next(numbers)}.sqlite3'}"
-        return request.getfixturevalue("fresh_postgres_database")("archive")
-
-    return make
-
-
 def test_the_archive_gives_the_same_cost_and_changes_as_the_gateway(three_tokens, new_archive):
     g, t = three_tokens
     now = datetime(2026, 11, 24, 12, 40, tzinfo=UTC)
