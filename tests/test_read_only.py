@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -54,20 +54,21 @@ def read_everything(url: str, out: Path, capsys, archive_url: str | None = None)
     """As the global admin, over all orgs: a usage refresh, a health refresh with the
     headroom, every export that needs no browser, and the `report` command."""
     settings = Settings(db_url=url, viewer=VIEWER, view=Selection(now=LATER), archive_url=archive_url)
+    scope = ["--db", url, "--viewer", VIEWER, "--org", "all", "--now", LATER.isoformat(),
+             *(["--archive", archive_url] if archive_url else [])]
     selection = settings.select(org="all")
     assert settings.compute(selection).metrics.total_requests == ALL_REQUESTS
     headroom = settings.compute_health(selection).headroom
     assert headroom is not None and headroom["requests_limit"].notna().any()
     for suffix in RENDERERS:
-        assert cli_main(["snapshot", "--db", url, "--viewer", VIEWER, "--org", "all", "--now", LATER.isoformat(),
-                         "--out", str(out / f"view{suffix}"), *(["--archive", archive_url] if archive_url else [])]) == 0
+        assert cli_main(["snapshot", *scope, "--out", str(out / f"view{suffix}")]) == 0
     capsys.readouterr()
-    assert cli_main(["report", "--db", url, "--viewer", VIEWER, "--org", "all", "--now", LATER.isoformat(),
-                     *(["--archive", archive_url] if archive_url else [])]) == 0
+    assert cli_main(["report", *scope]) == 0
     assert f"{ALL_REQUESTS:,}" in capsys.readouterr().out
 
 
-def sync(url: str, archive_url: str, now=LATER) -> None:
+def sync(url: str, archive_url: str, now: datetime = LATER) -> None:
+    """The `sync` command."""
     assert cli_main(["sync", "--db", url, "--archive", archive_url, "--now", now.isoformat(), "--quiet"]) == 0
 
 
@@ -110,7 +111,8 @@ def gateway_writes(admin_url: str) -> int:
                 assert time.monotonic() < deadline, "a session on the gateway stayed open"
                 time.sleep(0.05)
             conn.execute(text("SELECT pg_stat_clear_snapshot()"))
-            return conn.execute(text("SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables")).scalar_one()
+            counts = text("SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables")
+            return conn.execute(counts).scalar_one()
     finally:
         engine.dispose()
 
