@@ -5,8 +5,9 @@ Each test builds a tiny gateway by hand (`GatewayBuilder`); the archive lives on
 same backend as the gateway, and tests where the backend matters run on both (the
 `gateway_db` fixture). Expected figures are worked out in the comments, or are the
 direct reading of the gateway taken before anything was deleted. Times are UTC; `DAY` is
-the day most tests live in. A sync in another process (killed part-way, or holding the
-writer lock) runs a few lines of the library with `python -c`.
+the day most tests live in. A sync in another process (killed part-way, meeting the
+gateway's retention job, or holding the writer lock) runs `slow_sync` or a few lines of
+the library with `python -c`, or forked from one that did.
 """
 
 from __future__ import annotations
