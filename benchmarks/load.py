@@ -22,9 +22,10 @@ Then each leaves: most close the tab (the page's `beforeunload` shuts its kernel
 every `--vanish-every`-th just disappears (its browser context is closed, as when a
 laptop lid shuts), so its kernel waits for Voila's idle culling, which the server is
 started with at `--idle-timeout` (`AQUEDUCT_KERNEL_IDLE_TIMEOUT`; 10 minutes in
-production) so that the check below can be made. Not much shorter: the culler counts a
-kernel idle from the moment it ran the notebook until its page's websocket connects,
-and on a loaded machine that took longer than 3 s (the page then never showed).
+production) so that the check below ends in minutes. Not much shorter: the culler
+counts a kernel idle from the moment it ran the notebook until its page's websocket
+connects, and under load that took longer than 3 s, and than 40 s with 20 viewers (the
+kernel was culled and the page never showed).
 
 Measured per step:
 
@@ -38,8 +39,9 @@ Measured per step:
 - the server's kernels and the resident memory of its whole process tree (`serve`,
   Voila, kernels; RSS summed, so shared pages count more than once), sampled every
   second: at rest before, the peak during, and `--after` seconds after the last viewer
-  left, with when the kernel count got back to the pool size (0 in header mode: no
-  preheated kernels) and stayed there;
+  left; then the server is watched until its kernel count is back to the pool size (0
+  in header mode: no preheated kernels), at most the idle timeout and two culler looks,
+  and when that happened is recorded;
 - gateway statements per refresh and the kernels' own compute time, from the line
   each kernel logs per refresh (`AQUEDUCT_LOG_LEVEL=DEBUG`; `Dashboard.refresh`);
 - that every viewer saw their own figures: after every refresh the page's tiles and
@@ -49,7 +51,8 @@ Measured per step:
 
 The machine's load average is recorded before and after each step; Chromium runs on
 the same machine and takes its share of the CPUs. Results go to benchmarks/results/
-(gitignored) as JSON; the table is printed. Steps stop when `--max-seconds` is up (the
+(gitignored) as JSON, each step's server output (Voila's and the kernels' logs) beside
+it (`<results>.logs/`); the table is printed. Steps stop when `--max-seconds` is up (the
 step under way is cut short and says so); the exit status is 1 if a refresh failed,
 a page did not open, figures differed or kernels were not released.
 """
@@ -88,8 +91,8 @@ from usage_lib.demo import build_demo, demo_paths  # noqa: E402
 from usage_lib.render import formatting  # noqa: E402
 from usage_lib.render.labels import TILES  # noqa: E402
 from usage_lib.serving.capture import CHROMIUM_ARGS  # noqa: E402
-from usage_lib.serving.voila_process import free_port  # noqa: E402
-from usage_lib.settings import Settings  # noqa: E402
+from usage_lib.serving import voila_process  # noqa: E402
+from usage_lib.settings import ENV_KERNEL_IDLE_TIMEOUT, Settings  # noqa: E402
 from usage_lib.snapshot import compute_report  # noqa: E402
 
 #: The demo's as-of time (that of the tests): a Tuesday noon, UTC.
@@ -255,7 +258,7 @@ class Server:
         env.update({"AQUEDUCT_IDENTITY": "header", "AQUEDUCT_IDENTITY_HEADER": HEADER, "AQUEDUCT_NOW": NOW.isoformat(),
                     "AQUEDUCT_KERNEL_IDLE_TIMEOUT": idle_timeout, "AQUEDUCT_LOG_LEVEL": "DEBUG",
                     "PYTHONUNBUFFERED": "1"})
-        port = free_port()
+        port = voila_process.free_port()
         command = [sys.executable, "-m", "usage_lib.cli", "serve", "--db", url, "--router-config", str(router),
                    "--host", "127.0.0.1", "--port", str(port)]
         self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -284,13 +287,15 @@ class Server:
         return []
 
     def kernels(self) -> int:
-        """Kernels running under the server (processes started with a kernel connection file)."""
-        count = 0
+        """Kernels running under the server, by the ids in their connection files' names
+        (a process a kernel is forking carries its command line for a moment)."""
+        ids = set()
         for process in self.tree():
             with contextlib.suppress(psutil.Error):
-                if re.search(r"kernel-[0-9a-f-]{36}\.json", " ".join(process.cmdline())):
-                    count += 1
-        return count
+                found = re.search(r"kernel-([0-9a-f-]{36})\.json", " ".join(process.cmdline()))
+                if found:
+                    ids.add(found.group(1))
+        return len(ids)
 
     def memory_mb(self) -> float:
         """Resident memory of the server's process tree, summed (MiB)."""
@@ -419,16 +424,25 @@ async def run_step(browser, server: Server, count: int, args, deadline: float, l
     results = [task.result() for task in done if task.exception() is None]
     crashed = [repr(task.exception()) for task in done if task.exception() is not None]
     viewers_done = time.monotonic() - started
-    log(f"  {count} viewers done in {viewers_done:.0f} s; watching the server for {args.after:.0f} s")
+    pool = 0  # header mode keeps no preheated kernels
+    culling = voila_process.culling({ENV_KERNEL_IDLE_TIMEOUT: args.idle_timeout})
+    # The vanished pages' kernels go once idle for the timeout, found at the next look.
+    longest = culling["MappingKernelManager.cull_idle_timeout"] + 2 * culling["MappingKernelManager.cull_interval"]
+    log(f"  {count} viewers done in {viewers_done:.0f} s; watching the server for {args.after:.0f} s "
+        f"(and until its kernels are back to {pool}, at most {longest} s)")
 
-    # After: until `after` seconds have passed, when did the kernels get back to the pool (and stay)?
-    after_end = time.monotonic() + args.after
-    while time.monotonic() < after_end:
+    # After: the server `after` seconds later, and when its kernels were back to the pool.
+    after = None
+    while True:
         await asyncio.sleep(1.0)
+        waited = time.monotonic() - started - viewers_done
+        if after is None and waited >= args.after:
+            after = (server.kernels(), server.memory_mb())
+        if after is not None and (server.kernels() == pool or waited >= max(args.after, longest)):
+            break
     sampling = False
     await sampler
-    after = (server.kernels(), server.memory_mb())
-    pool = 0  # header mode keeps no preheated kernels
+    released = (server.kernels(), server.memory_mb())
     back_at = None
     for at, kernels, _mb in samples:
         if at >= viewers_done and kernels == pool and back_at is None:
@@ -468,6 +482,7 @@ async def run_step(browser, server: Server, count: int, args, deadline: float, l
         "kernels_peak": max((k for _a, k, _m in during), default=0),
         "memory_peak_mb": max((m for _a, _k, m in during), default=rest[1]),
         "kernels_after": after[0], "memory_after_mb": after[1], "after_s": args.after,
+        "kernels_at_end": released[0], "memory_at_end_mb": released[1],
         "pool_size": pool,
         "kernels_culled": culled,
         "released_after_s": back_at,
@@ -485,7 +500,7 @@ async def run_step(browser, server: Server, count: int, args, deadline: float, l
 
 def step_ok(row: dict) -> bool:
     return (not row["cut_short"] and not row["crashed"] and row["pages_failed"] == 0 and row["refreshes_failed"] == 0
-            and not row["figures_differing"] and row["kernels_after"] == row["pool_size"])
+            and not row["figures_differing"] and row["kernels_at_end"] == row["pool_size"])
 
 
 # --------------------------------------------------------------------------------------
@@ -515,7 +530,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = ["| viewers | refreshes done / failed | refresh p50 / p95 (s) | first paint p50 / p95 (s) "
-             "| kernels peak / 60 s after | memory rest / peak / after (MiB) | statements per refresh "
+             "| kernels peak / after / back to 0 after (s) | memory rest / peak / after (MiB) | statements per refresh "
              "| figures = report | load 1-min before / after |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -527,7 +542,7 @@ def table(rows: list[dict]) -> str:
             f"{pages_note} "
             f"| {_fmt(row['refresh_p50_s'])} / {_fmt(row['refresh_p95_s'])} "
             f"| {_fmt(row['first_paint_p50_s'], 1)} / {_fmt(row['first_paint_p95_s'], 1)} "
-            f"| {row['kernels_peak']} / {row['kernels_after']} "
+            f"| {row['kernels_peak']} / {row['kernels_after']} / {_fmt(row['released_after_s'], 0)} "
             f"| {row['memory_at_rest_mb']:.0f} / {row['memory_peak_mb']:.0f} / {row['memory_after_mb']:.0f} "
             f"| {stm['min']}-{stm['max']} ({row['kernel_refreshes_logged']} logged) "
             f"| {row['figures_checked'] - len(row['figures_differing'])} of {row['figures_checked']} "
@@ -556,6 +571,9 @@ async def run(args, log=print) -> dict:
                     row = await run_step(browser, server, count, args, deadline, log)
                 finally:
                     server.close()
+                if args.server_logs is not None:
+                    args.server_logs.mkdir(parents=True, exist_ok=True)
+                    (args.server_logs / f"server-{count}.log").write_text("".join(server.output))
                 rows.append(row)
                 log(table([row]).splitlines()[-1])
         finally:
@@ -573,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=1.0, help="seconds a viewer waits before each refresh")
     parser.add_argument("--vanish-every", type=int, default=5,
                         help="every n-th viewer leaves without closing the page (0: none)")
-    parser.add_argument("--idle-timeout", default="40s", help="the server's idle-kernel cull (AQUEDUCT_KERNEL_IDLE_TIMEOUT)")
+    parser.add_argument("--idle-timeout", default="180s", help="the server's idle-kernel cull (AQUEDUCT_KERNEL_IDLE_TIMEOUT)")
     parser.add_argument("--after", type=float, default=60.0, help="seconds to watch the server after the viewers left")
     parser.add_argument("--step-timeout", type=float, default=300.0, help="seconds a page may take to open or refresh")
     parser.add_argument("--max-seconds", type=float, default=1500.0, help="the whole run's time limit")
@@ -582,13 +600,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium", default=args_chromium())
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/load-<time>.json)")
     args = parser.parse_args(argv)
+    started = datetime.now(timezone.utc)
+    out = args.out or HERE / "results" / f"load-{started:%Y%m%dT%H%M%S}.json"
+    #: Each step's server output (Voila's log and the kernels'), beside the results.
+    args.server_logs = out.with_suffix(".logs")
     args.steps = [int(part) for part in args.steps.split(",") if part.strip()]
     if not args.steps or min(args.steps) < 1 or max(args.steps) > 200:
         parser.error("--steps: viewer counts between 1 and 200")
     if not os.access(args.chromium, os.X_OK):
         parser.error(f"no Chromium at {args.chromium} (install the Debian package `chromium`)")
 
-    started = datetime.now(timezone.utc)
     result = asyncio.run(run(args, log=lambda message: print(message, file=sys.stderr, flush=True)))
     result.update(
         date=started.isoformat(timespec="seconds"), duration_s=(datetime.now(timezone.utc) - started).total_seconds(),
@@ -597,7 +618,6 @@ def main(argv: list[str] | None = None) -> int:
                                                        "idle_timeout", "after", "step_timeout", "requests")},
         environment=_environment(),
     )
-    out = args.out or HERE / "results" / f"load-{started:%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(table(result["steps"]))

@@ -24,7 +24,7 @@ from tests.support import REPO_ROOT
 pytestmark = pytest.mark.browser
 
 SCRIPT = REPO_ROOT / "benchmarks" / "load.py"
-SMALL = ["--steps", "3", "--refreshes", "2", "--vanish-every", "3", "--idle-timeout", "10s", "--after", "15",
+SMALL = ["--steps", "3", "--refreshes", "2", "--vanish-every", "3", "--idle-timeout", "10s", "--after", "5",
          "--requests", "5000", "--step-timeout", "120", "--max-seconds", "240"]
 
 
@@ -46,7 +46,9 @@ def test_load_benchmark_small(tmp_path, chromium_executable):
     assert step["kernels_peak"] == 3
     assert step["kernel_refreshes_logged"] == 3 + 6  # each page's first refresh, then two each
     assert 1 <= step["statements_per_refresh"]["min"] <= step["statements_per_refresh"]["max"] <= 3
-    assert step["pool_size"] == 0 and step["kernels_after"] == 0 and step["released_after_s"] is not None
+    # 5 s after: the closed pages' kernels are gone; then the vanished page's is culled.
+    assert step["pool_size"] == 0 and step["kernels_after"] <= 1
+    assert step["kernels_at_end"] == 0 and step["released_after_s"] is not None
     assert step["kernels_culled"] == 1  # the vanished page's
     assert 0 < step["refresh_p50_s"] <= step["refresh_p95_s"] and 0 < step["first_paint_p50_s"]
     assert step["memory_peak_mb"] > step["memory_at_rest_mb"] > 0
