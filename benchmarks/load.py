@@ -44,6 +44,9 @@ Measured per step:
   and when that happened is recorded;
 - gateway statements per refresh and the kernels' own compute time, from the line
   each kernel logs per refresh (`AQUEDUCT_LOG_LEVEL=DEBUG`; `Dashboard.refresh`);
+- CPU seconds used during the step by the server's process tree and by the client side
+  (Chromium, Playwright, this process), which shares the machine here and would not in
+  production: the server's CPU per viewer says what a viewer costs the server;
 - that every viewer saw their own figures: after every refresh the page's tiles and
   table are read, its address turned into a selection (`core.urlstate`), and both are
   compared, after the step, with the JSON report (`snapshot.compute_report`, what
@@ -63,6 +66,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import re
@@ -332,6 +336,7 @@ def kernel_refreshes(output: list[str]) -> list[tuple[float, float, int]]:
 
 @dataclass
 class ViewerResult:
+    index: int
     viewer: str
     role: str
     opened: bool = False
@@ -342,10 +347,10 @@ class ViewerResult:
     seen: list[dict] = field(default_factory=list)
 
 
-async def run_viewer(browser, server_url: str, viewer: str, role: str, refreshes: int, think_s: float,
+async def run_viewer(browser, server_url: str, index: int, viewer: str, role: str, refreshes: int, think_s: float,
                      timeout_s: float, vanish: bool) -> ViewerResult:
-    """One viewer: open the page, do `refreshes` refreshes, leave (or vanish)."""
-    result = ViewerResult(viewer, role)
+    """Viewer number `index`: open the page, do `refreshes` refreshes, leave (or vanish)."""
+    result = ViewerResult(index, viewer, role)
     plan = refresh_plan(role)[:refreshes]
     context = await browser.new_context(viewport={"width": 1366, "height": 768}, extra_http_headers={HEADER: viewer})
     try:
@@ -391,7 +396,37 @@ def percentile(values: list[float], share: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+class CpuUse:
+    """CPU seconds used since it was made, by the server's process tree and by the
+    rest of this benchmark's (Playwright, Chromium, this process): `look()` often, so
+    that a process that ends (a kernel) is counted up to its last look."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.start: dict[tuple[int, float], float] = {}
+        self.last: dict[tuple[int, float], float] = {}
+        self.on_server: set[tuple[int, float]] = set()
+        self.look()
+        self.start = dict(self.last)
+
+    def look(self) -> None:
+        server = {process.pid for process in self.server.tree()}
+        me = psutil.Process()
+        for process in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                key = (process.pid, process.create_time())
+                times = process.cpu_times()
+                self.last[key] = times.user + times.system
+                if process.pid in server:
+                    self.on_server.add(key)
+
+    def seconds(self) -> dict[str, float]:
+        used = {key: value - self.start.get(key, 0.0) for key, value in self.last.items()}
+        return {"server_cpu_s": sum(v for k, v in used.items() if k in self.on_server),
+                "client_cpu_s": sum(v for k, v in used.items() if k not in self.on_server)}
 
 
 async def run_step(browser, server: Server, count: int, args, deadline: float, log=print) -> dict:
@@ -400,9 +435,12 @@ async def run_step(browser, server: Server, count: int, args, deadline: float, l
     started = time.monotonic()
     sampling = True
 
+    cpu = CpuUse(server)
+
     async def sample() -> None:
         while sampling:
             samples.append((time.monotonic() - started, server.kernels(), server.memory_mb()))
+            cpu.look()
             await asyncio.sleep(1.0)
 
     rest = (server.kernels(), server.memory_mb())
@@ -412,7 +450,7 @@ async def run_step(browser, server: Server, count: int, args, deadline: float, l
     async def arrive(index: int, viewer: str, role: str) -> ViewerResult:
         await asyncio.sleep(index * args.arrival_gap)
         vanish = args.vanish_every > 0 and index % args.vanish_every == args.vanish_every - 1
-        return await run_viewer(browser, server.url, viewer, role, args.refreshes, args.think, args.step_timeout, vanish)
+        return await run_viewer(browser, server.url, index, viewer, role, args.refreshes, args.think, args.step_timeout, vanish)
 
     identities = viewer_identities(count)
     tasks = [asyncio.create_task(arrive(i, viewer, role)) for i, (viewer, role) in enumerate(identities)]
@@ -442,6 +480,7 @@ async def run_step(browser, server: Server, count: int, args, deadline: float, l
             break
     sampling = False
     await sampler
+    used = cpu.seconds()
     released = (server.kernels(), server.memory_mb())
     back_at = None
     for at, kernels, _mb in samples:
@@ -472,7 +511,7 @@ async def run_step(browser, server: Server, count: int, args, deadline: float, l
         "refreshes_planned": count * args.refreshes,
         "refreshes_completed": len(refresh),
         "refreshes_failed": count * args.refreshes - len(refresh),
-        "failures": sorted({f"{r.viewer}: {f}" for r in results for f in r.failed}),
+        "failures": [f"viewer {r.index} ({r.viewer}): {f}" for r in results for f in r.failed],
         "refresh_p50_s": percentile(refresh, 0.5), "refresh_p95_s": percentile(refresh, 0.95),
         "refresh_max_s": max(refresh, default=None),
         "refresh_wall_p50_s": percentile(refresh_wall, 0.5), "refresh_wall_p95_s": percentile(refresh_wall, 0.95),
@@ -493,6 +532,7 @@ async def run_step(browser, server: Server, count: int, args, deadline: float, l
         "figures_checked": sum(len(r.seen) for r in results),
         "figures_differing": mismatches,
         "viewers_done_s": viewers_done,
+        **used, "server_cpu_per_viewer_s": used["server_cpu_s"] / count,
         "load_before": list(load_before), "load_after": list(os.getloadavg()),
         "samples": [{"at_s": round(a, 1), "kernels": k, "memory_mb": round(m)} for a, k, m in samples],
     }
@@ -531,8 +571,8 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def table(rows: list[dict]) -> str:
     lines = ["| viewers | refreshes done / failed | refresh p50 / p95 (s) | first paint p50 / p95 (s) "
              "| kernels peak / after / back to 0 after (s) | memory rest / peak / after (MiB) | statements per refresh "
-             "| figures = report | load 1-min before / after |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| CPU s server / client | figures = report | load 1-min before / after |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         stm = row["statements_per_refresh"]
         pages_note = f" ({row['pages_failed']} pages not opened)" if row["pages_failed"] else ""
@@ -545,6 +585,7 @@ def table(rows: list[dict]) -> str:
             f"| {row['kernels_peak']} / {row['kernels_after']} / {_fmt(row['released_after_s'], 0)} "
             f"| {row['memory_at_rest_mb']:.0f} / {row['memory_peak_mb']:.0f} / {row['memory_after_mb']:.0f} "
             f"| {stm['min']}-{stm['max']} ({row['kernel_refreshes_logged']} logged) "
+            f"| {row['server_cpu_s']:.0f} / {row['client_cpu_s']:.0f} "
             f"| {row['figures_checked'] - len(row['figures_differing'])} of {row['figures_checked']} "
             f"| {row['load_before'][0]:.2f} / {row['load_after'][0]:.2f} |")
     return "\n".join(lines)
