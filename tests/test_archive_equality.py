@@ -411,7 +411,7 @@ def check_late_updates(make_url, gateway_backend: str, archive_backend: str, wor
                 db.close()
         finally:
             store.close()
-        check_windows(gateway_url, archive_url, built, data, world.now2, 20)
+        check_windows(gateway_url, archive_url, built, data, world.now2, 10)
     finally:
         built.builder.close()
 
