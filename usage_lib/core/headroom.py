@@ -139,9 +139,14 @@ def _effective_limit(column: str, sa_team, team_org, owner_profile, profile_org)
 def _headroom_template(shape: queries.Shape, weighted: int) -> Select:
     """Three levels: per (token, minute) the window's sums, per token their maxima, then
     the token's effective limits from the small tables."""
+    # On SQLite `+token_id`: grouped by the column itself, the planner reads the window
+    # through the (token, timestamp) index for its order, a skip-scan that fetches the
+    # table's rows token by token, out of order; the timestamp index reads them in
+    # order (the global admin's week at 1M: 40% less time, alternated in one process).
+    token_id = queries.no_affinity(request.c.token_id) if shape.dialect == "sqlite" else request.c.token_id
     rows = queries.grouping_fence(
         select(
-            request.c.token_id,
+            token_id.label("token_id"),
             _minute(shape.dialect).label("minute"),
             _weight(shape, weighted).label("weight"),
             request.c.input_tokens,
