@@ -482,6 +482,7 @@ async def run_step(browser, server: Server, count: int, args, deadline: float, l
     await sampler
     used = cpu.seconds()
     released = (server.kernels(), server.memory_mb())
+    samples.append((time.monotonic() - started, *released))  # the look that ended the watch
     back_at = None
     for at, kernels, _mb in samples:
         if at >= viewers_done and kernels == pool and back_at is None:
