@@ -652,13 +652,14 @@ def main(argv: list[str] | None = None) -> int:
     if not os.access(args.chromium, os.X_OK):
         parser.error(f"no Chromium at {args.chromium} (install the Debian package `chromium`)")
 
+    environment = _environment()  # before: the code measured, not the code at the end
     result = asyncio.run(run(args, log=lambda message: print(message, file=sys.stderr, flush=True)))
     result.update(
         date=started.isoformat(timespec="seconds"), duration_s=(datetime.now(timezone.utc) - started).total_seconds(),
         command=" ".join([Path(sys.executable).name, *sys.argv]),
         settings={key: getattr(args, key) for key in ("refreshes", "arrival_gap", "think", "vanish_every",
                                                        "idle_timeout", "after", "step_timeout", "requests")},
-        environment=_environment(),
+        environment=environment,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
