@@ -178,8 +178,8 @@ def _span(span: str) -> Step:
 
 
 async def _first_row(page) -> None:
-    target = page.locator(".aq-row-targets .widget-radio-box > label").first
-    await target.click()
+    """Open the table's first row as a person does: on the transparent target laid over it."""
+    await page.locator(".aq-row-targets .widget-radio-box > label").first.click()
 
 
 def refresh_plan(role: str) -> list[Step]:
@@ -542,6 +542,8 @@ async def run_step(browser, server: Server, count: int, args, deadline: float, l
 
 
 def step_ok(row: dict) -> bool:
+    """A step held: every page opened and refreshed in time, showed its viewer's figures,
+    and left no kernel behind."""
     return (not row["cut_short"] and not row["crashed"] and row["pages_failed"] == 0 and row["refreshes_failed"] == 0
             and not row["figures_differing"] and row["kernels_at_end"] == row["pool_size"])
 
@@ -564,6 +566,7 @@ def _environment() -> dict:
 
 
 def args_chromium() -> str:
+    """The Chromium the tests use (tests/support/browser.py): $AQUEDUCT_TEST_CHROMIUM or Debian's."""
     return os.environ.get("AQUEDUCT_TEST_CHROMIUM", "/usr/bin/chromium")
 
 
