@@ -27,15 +27,11 @@ rest. Times are medians over `repeat` views.
 from __future__ import annotations
 
 import os
-import re
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
+
+from served import ServedDashboard
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("AQUEDUCT_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -65,12 +61,6 @@ WATCH_CLICK = """() => { window.__aqClickAt = null;
   document.addEventListener('click', () => { window.__aqClickAt = performance.now(); }, {capture: true, once: true}); }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _expected(url: str, router_config: Path, now, org, span: str) -> tuple[dict[str, str], int]:
     """The tiles' texts and the number of time buckets for a view, from `compute_usage`."""
     from usage_lib import Selection, compute_usage, load_router_config, open_database
@@ -83,46 +73,6 @@ def _expected(url: str, router_config: Path, now, org, span: str) -> tuple[dict[
         db.close()
     values = usage.metrics.as_dict()
     return {label: fmt(values[key]) for key, label, fmt in TILES}, len(usage.timeseries)
-
-
-class _Server:
-    """`usage-dashboard serve` in its own process group; stopped by `close()`."""
-
-    def __init__(self, url: str, router_config: Path, now) -> None:
-        self.port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AQUEDUCT_") and k != "QUERY_STRING"}
-        env.update({"AQUEDUCT_NOW": now.isoformat(), "PYTHONUNBUFFERED": "1"})
-        command = [sys.executable, "-m", "usage_lib.cli", "serve", "--db", url, "--router-config",
-                   str(router_config), "--viewer", VIEWER, "--port", str(self.port)]
-        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self.output: list[str] = []
-        self.url = ""
-        ready = threading.Event()
-
-        def pump() -> None:
-            for line in self.process.stdout:
-                self.output.append(line)
-                match = re.search(r"served at (http://\S+)", line)
-                if match:
-                    self.url = match.group(1)
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(120):
-            self.close()
-            raise RuntimeError("usage-dashboard serve printed no URL:\n" + "".join(self.output[-40:]))
-
-    def close(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(timeout=10)
 
 
 def measure_page(url: str, router_config: Path, now, *, repeat: int = 5, log=print) -> dict:
@@ -145,7 +95,8 @@ def measure_page(url: str, router_config: Path, now, *, repeat: int = 5, log=pri
     for name, (org, first, second, _query) in views.items():
         expected[name] = (_expected(url, router_config, now, org, first), _expected(url, router_config, now, org, second))
 
-    server = _Server(url, router_config, now)
+    server = ServedDashboard(["--db", url, "--router-config", str(router_config), "--viewer", VIEWER],
+                             {"AQUEDUCT_NOW": now.isoformat()})
     results: dict[str, dict[str, list[float]]] = {
         name: {key: [] for key in ("first_paint_s", "widgets_s", "refresh_s", "first_paint_wall_s", "refresh_wall_s")}
         for name in views

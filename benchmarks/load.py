@@ -72,11 +72,9 @@ import math
 import os
 import platform
 import re
-import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -100,6 +98,7 @@ from usage_lib.serving.capture import CHROMIUM_ARGS  # noqa: E402
 from usage_lib.serving import voila_process  # noqa: E402
 from usage_lib.settings import ENV_KERNEL_IDLE_TIMEOUT, Settings  # noqa: E402
 from usage_lib.snapshot import compute_report  # noqa: E402
+from served import ServedDashboard  # noqa: E402
 
 #: The demo's as-of time (that of the tests): a Tuesday noon, UTC.
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -256,35 +255,15 @@ def demo_database(data_dir: Path, requests: int) -> tuple[str, Path]:
     return url, router
 
 
-class Server:
+class Server(ServedDashboard):
     """`usage-dashboard serve` in header mode on a free loopback port, its output kept."""
 
     def __init__(self, url: str, router: Path, idle_timeout: str, startup_timeout: float = 120) -> None:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AQUEDUCT_") and key != "QUERY_STRING"}
-        env.update({"AQUEDUCT_IDENTITY": "header", "AQUEDUCT_IDENTITY_HEADER": HEADER, "AQUEDUCT_NOW": NOW.isoformat(),
-                    "AQUEDUCT_KERNEL_IDLE_TIMEOUT": idle_timeout, "AQUEDUCT_LOG_LEVEL": "DEBUG",
-                    "PYTHONUNBUFFERED": "1"})
-        port = voila_process.free_port()
-        command = [sys.executable, "-m", "usage_lib.cli", "serve", "--db", url, "--router-config", str(router),
-                   "--host", "127.0.0.1", "--port", str(port)]
-        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, start_new_session=True)
-        self.output: list[str] = []
-        self.url = ""
-        ready = threading.Event()
-
-        def pump() -> None:
-            for line in self.process.stdout:
-                self.output.append(line)
-                found = re.search(r"served at (http://\S+)", line)
-                if found:
-                    self.url = found.group(1)
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(startup_timeout):
-            self.close()
-            raise RuntimeError("usage-dashboard serve printed no URL:\n" + "".join(self.output[-40:]))
+        super().__init__(["--db", url, "--router-config", str(router)],
+                         {"AQUEDUCT_IDENTITY": "header", "AQUEDUCT_IDENTITY_HEADER": HEADER,
+                          "AQUEDUCT_NOW": NOW.isoformat(), "AQUEDUCT_KERNEL_IDLE_TIMEOUT": idle_timeout,
+                          "AQUEDUCT_LOG_LEVEL": "DEBUG"},
+                         startup_timeout)
 
     def tree(self) -> list[psutil.Process]:
         with contextlib.suppress(psutil.Error):
@@ -310,16 +289,6 @@ class Server:
             with contextlib.suppress(psutil.Error):
                 total += process.memory_info().rss
         return total / 2**20
-
-    def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
 
 
 REFRESH_LINE = re.compile(r"refresh of \S+ .*: compute ([0-9.]+) s, widgets ([0-9.]+) s, (\d+) gateway statements")
