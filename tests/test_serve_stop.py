@@ -72,8 +72,9 @@ def started(command: list[str], *, ignore_sigint: bool = False, cwd=REPO_ROOT):
     env.update({"AQUEDUCT_NOW": DEMO_NOW.isoformat(), "PYTHONUNBUFFERED": "1"})
 
     def child_setup() -> None:
-        if ignore_sigint:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a supervisor, or `nohup ... &`
+        # As a terminal's foreground job, whatever the test run inherited: a run started
+        # as `make test &` from a script ignores SIGINT, and so would every serve here.
+        signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else signal.SIG_DFL)
 
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=child_setup)
