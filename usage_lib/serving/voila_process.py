@@ -55,6 +55,11 @@ PAGE_OPTIONS: dict[str, object] = {
     "MappingKernelManager.cull_idle_timeout": 600,
     "MappingKernelManager.cull_interval": 60,
     "MappingKernelManager.cull_connected": False,
+    # How long Voila waits, after a cell's reply, for the rest of the cell's output (the
+    # dashboard's widgets). nbclient's default, 4 s, is passed on a busy server (8 pages
+    # opened at once on 2 busy cores, benchmarks/load.py): Voila logs "Timeout waiting
+    # for IOPub output", drops the rest and the page stays empty. Normally it is not waited.
+    "VoilaExecutor.iopub_timeout": 60,
 }
 
 
