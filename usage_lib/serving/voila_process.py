@@ -60,6 +60,10 @@ PAGE_OPTIONS: dict[str, object] = {
     # opened at once on 2 busy cores, benchmarks/load.py): Voila logs "Timeout waiting
     # for IOPub output", drops the rest and the page stays empty. Normally it is not waited.
     "VoilaExecutor.iopub_timeout": 60,
+    # Kernels talk to Voila over Unix sockets beside their connection files, not TCP
+    # ports on 127.0.0.1: with 50 pages opened at once a kernel picked a port another
+    # took meanwhile ("Address already in use") and died before its page showed.
+    "KernelManager.transport": "ipc",
 }
 
 
